@@ -1,4 +1,4 @@
-"""Durations as authors write them: `90s`, `15m`, `1h30m`, `2d`, `1w`, ISO 8601 `PT1H`, signed `-24h`."""
+"""Durations as authors write them: `90s`, `15m`, `1h30m`, `2d`, `1w`, ISO `PT1H`, signed `-24h`."""
 
 from __future__ import annotations
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    WithJsonSchema,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -99,7 +99,7 @@ class Trigger(Frozen):
     event: Annotated[list[EventName], Field(min_length=1)]
     if_: list[Expression] = Field(default_factory=list, alias="if")
 
-    _lists = field_validator("event", "if_", mode="before")(lambda v: _as_list(v))
+    _lists = field_validator("event", "if_", mode="before")(_as_list)
 
 
 class Reentry(Frozen):
@@ -123,7 +123,7 @@ class Goal(Frozen):
     if_: list[Expression] = Field(default_factory=list, alias="if")
     reason: str | None = None
 
-    _lists = field_validator("event", "if_", mode="before")(lambda v: _as_list(v))
+    _lists = field_validator("event", "if_", mode="before")(_as_list)
 
 
 class QuietHours(Frozen):
@@ -133,7 +133,7 @@ class QuietHours(Frozen):
     end: time
     timezone: str = "contact"
 
-    _tz = field_validator("timezone")(lambda v: _check_timezone(v))
+    _tz = field_validator("timezone")(_check_timezone)
 
 
 # --------------------------------------------------------------------------- steps
@@ -159,7 +159,7 @@ class WaitSpec(Frozen):
         "contact's zone",
     )
 
-    _tz = field_validator("timezone")(lambda v: _check_timezone(v))
+    _tz = field_validator("timezone")(_check_timezone)
 
     @field_validator("weekdays", mode="before")
     @classmethod
@@ -168,7 +168,9 @@ class WaitSpec(Frozen):
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> WaitSpec:
-        kinds = [k for k, v in (("for", self.for_), ("until", self.until), ("date", self.date)) if v]
+        kinds = [
+            k for k, v in (("for", self.for_), ("until", self.until), ("date", self.date)) if v
+        ]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(f"expected exactly one of 'for', 'until' or 'date', found {found}")
@@ -203,7 +205,7 @@ class WaitFor(Frozen):
     on_event: list[Step] = Field(default_factory=list)
     on_timeout: list[Step] = Field(default_factory=list)
 
-    _lists = field_validator("event", "if_", mode="before")(lambda v: _as_list(v))
+    _lists = field_validator("event", "if_", mode="before")(_as_list)
 
     @model_validator(mode="after")
     def _positive(self) -> WaitFor:
@@ -223,7 +225,7 @@ class IfStep(Frozen):
     then: Annotated[list[Step], Field(min_length=1)]
     else_: list[Step] = Field(default_factory=list, alias="else")
 
-    _lists = field_validator("if_", mode="before")(lambda v: _as_list(v))
+    _lists = field_validator("if_", mode="before")(_as_list)
 
 
 class SendEmail(Frozen):
@@ -303,15 +305,13 @@ def step_kind(value: Any) -> str | None:
 
 
 Step = Annotated[
-    Union[
-        Annotated[WaitStep, Tag("wait")],
-        Annotated[WaitForStep, Tag("wait_for")],
-        Annotated[IfStep, Tag("if")],
-        Annotated[SendEmailStep, Tag("send_email")],
-        Annotated[SendSmsStep, Tag("send_sms")],
-        Annotated[UpdateContactStep, Tag("update_contact")],
-        Annotated[ExitStep, Tag("exit")],
-    ],
+    Annotated[WaitStep, Tag("wait")]
+    | Annotated[WaitForStep, Tag("wait_for")]
+    | Annotated[IfStep, Tag("if")]
+    | Annotated[SendEmailStep, Tag("send_email")]
+    | Annotated[SendSmsStep, Tag("send_sms")]
+    | Annotated[UpdateContactStep, Tag("update_contact")]
+    | Annotated[ExitStep, Tag("exit")],
     Discriminator(
         step_kind,
         custom_error_type="step_kind",
@@ -342,8 +342,8 @@ class Workflow(Frozen):
     quiet_hours: QuietHours | None = None
     steps: Annotated[list[Step], Field(min_length=1)]
 
-    _tz = field_validator("timezone")(lambda v: _check_timezone(v))
-    _exit_list = field_validator("exit", mode="before")(lambda v: _as_list(v))
+    _tz = field_validator("timezone")(_check_timezone)
+    _exit_list = field_validator("exit", mode="before")(_as_list)
 
 
 WaitFor.model_rebuild()

@@ -1,0 +1,205 @@
+"""Ports: the small protocols the service drives. Adapters implement them; bootstrap picks them.
+
+The store is split by concept (contacts, events, runs, trace, outbox) and reached through one
+`UnitOfWork` per transaction, so that advancing a run, recording its trace and queuing its
+messages commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from tidings.model.contacts import Contact
+from tidings.model.events import Event, IdentifierKind
+from tidings.model.messages import Message
+from tidings.model.runs import Run
+from tidings.model.trace import TraceEntry
+
+
+class Clock(Protocol):
+    """Where services get the time; tests and `simulate` pass a clock they control."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+
+class ContactStore(Protocol):
+    """Contacts and their identifiers (each identifier belongs to at most one contact)."""
+
+    def find_contacts(self, identifiers: Mapping[IdentifierKind, str]) -> list[Contact]:
+        """Every contact holding any of these identifiers, oldest first."""
+        ...
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        """One contact by id."""
+        ...
+
+    def save_contact(self, contact: Contact) -> None:
+        """Insert or replace a contact and its identifiers."""
+        ...
+
+
+class EventLog(Protocol):
+    """The durable log of events, in order of receipt (`seq`)."""
+
+    def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
+        """Store an event (seq assigned); with a dedup key seen before, return that one, False."""
+        ...
+
+    def claim_events(self, limit: int) -> list[Event]:
+        """Unprocessed events in seq order, locked for this transaction."""
+        ...
+
+    def mark_events_processed(self, seqs: Sequence[int]) -> None:
+        """Mark events as applied to the workflows (same transaction as their effects)."""
+        ...
+
+    def contact_events(
+        self,
+        contact_id: str,
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Event]:
+        """A contact's events ordered by event time (then seq), optionally filtered."""
+        ...
+
+    def list_events(
+        self,
+        *,
+        contact_id: str | None = None,
+        names: Collection[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Event], int]:
+        """A page of events, newest first, and how many match in all."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunCount:
+    """How many runs of a workflow are in one status at one step."""
+
+    workflow_id: str
+    status: str
+    position: str
+    count: int
+    next_due_at: datetime | None
+
+
+class RunStore(Protocol):
+    """Runs: the per-contact state of every workflow, and what is due when."""
+
+    def save_runs(self, runs: Sequence[Run]) -> None:
+        """Insert or replace runs by id."""
+        ...
+
+    def get_run(self, run_id: str) -> Run | None:
+        """One run by id."""
+        ...
+
+    def runs_for_contact(self, contact_id: str, *, active_only: bool = True) -> list[Run]:
+        """A contact's runs, oldest first (active ones only by default)."""
+        ...
+
+    def last_runs(self, contact_id: str) -> list[Run]:
+        """The most recent run of each (workflow, key) for this contact, any status."""
+        ...
+
+    def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
+        """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
+        ...
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest due time of any waiting run."""
+        ...
+
+    def run_counts(self) -> list[RunCount]:
+        """Runs per workflow, status and step."""
+        ...
+
+
+class TraceLog(Protocol):
+    """The trace of every decision."""
+
+    def add_trace(self, entries: Sequence[TraceEntry]) -> None:
+        """Append trace entries."""
+        ...
+
+    def trace_for_contact(
+        self, contact_id: str, workflow_id: str | None = None
+    ) -> list[TraceEntry]:
+        """A contact's trace in time order."""
+        ...
+
+
+class Outbox(Protocol):
+    """Messages recorded before delivery; keys make every insert idempotent."""
+
+    def add_messages(self, messages: Sequence[Message]) -> int:
+        """Insert messages whose key is new; return how many were new."""
+        ...
+
+    def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
+        """Due pending messages (and `sending` ones whose lease expired), now marked sending."""
+        ...
+
+    def save_message(self, message: Message) -> None:
+        """Replace a message's delivery state by key."""
+        ...
+
+    def get_message(self, key: str) -> Message | None:
+        """One message by key."""
+        ...
+
+    def messages_for_contact(self, contact_id: str) -> list[Message]:
+        """A contact's messages, oldest first."""
+        ...
+
+    def next_message_due_at(self) -> datetime | None:
+        """When the earliest pending message may next be attempted."""
+        ...
+
+
+class UnitOfWork(ContactStore, EventLog, RunStore, TraceLog, Outbox, Protocol):
+    """Everything the store offers, inside one transaction."""
+
+
+class Store(Protocol):
+    """Opens transactions; committed when the block ends without error, rolled back otherwise."""
+
+    def transaction(self) -> AbstractContextManager[UnitOfWork]:
+        """One unit of work."""
+        ...
+
+
+class Alarm(Protocol):
+    """The alarm clock (APScheduler in the daemon): wake the engine at a time. Not the ledger."""
+
+    def wake_at(self, when: datetime) -> None:
+        """Make sure the engine is woken no later than `when` (earlier alarms stay)."""
+        ...
+
+
+class EmailSender(Protocol):
+    """Delivers one email; raises TemporaryDeliveryError or PermanentDeliveryError."""
+
+    async def send_email(self, message: Message) -> str:
+        """Send, and return the provider's reference (e.g. the Message-ID)."""
+        ...
+
+
+class SmsSender(Protocol):
+    """Delivers one SMS; raises TemporaryDeliveryError or PermanentDeliveryError."""
+
+    async def send_sms(self, message: Message) -> str:
+        """Send, and return the provider's reference."""
+        ...

@@ -1,0 +1,91 @@
+"""Settings, read once at the composition root: `tidings.toml`, then `TIDINGS_*` variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tidings.errors import ConfigError
+
+
+def _split_keys(value: Any) -> Any:
+    """`TIDINGS_API_KEYS=a,b` and TOML lists both become a list of keys."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Defaults run with nothing configured: SQLite file, outbox folder."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="forbid")
+
+    database_url: str = "sqlite:///tidings.db"
+    migrate_on_start: bool = True
+    workflows_dir: Path = Path("workflows")
+    templates_dir: Path = Path("templates")
+    outbox_dir: Path = Path("outbox")
+    smtp_url: SecretStr | None = None
+    smtp_timeout_s: float = 30.0
+    smtp_connections: int = 4
+    mail_from: str = "Tidings <no-reply@localhost>"
+    sms_url: str | None = None
+    sms_key: SecretStr | None = None
+    sms_sender: str = "Tidings"
+    public_url: str = "http://127.0.0.1:8025"
+    host: str = "127.0.0.1"
+    port: int = 8025
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    tracker_keys: list[SecretStr] = Field(default_factory=list)
+    secret_key: SecretStr = SecretStr("change-me")
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    _keys = field_validator("api_keys", "tracker_keys", mode="before")(_split_keys)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load_settings` merges file, environment and overrides itself, in that order, from
+        # mappings it is given: no hidden read of os.environ.
+        return (init_settings,)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings from `tidings.toml` (or `config_file`), `TIDINGS_*` variables, then overrides."""
+    values: dict[str, Any] = {}
+    path = config_file or Path("tidings.toml")
+    if path.exists():
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    elif config_file is not None:
+        raise ConfigError(f"{config_file}: no such configuration file")
+    for key, value in (os.environ if environ is None else environ).items():
+        if key.upper().startswith("TIDINGS_"):
+            values[key[len("TIDINGS_") :].lower()] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {reasons}") from exc
