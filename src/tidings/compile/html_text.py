@@ -1,0 +1,180 @@
+"""Plain text from rendered email HTML, for emails without a `.email.txt` part.
+
+The aim is what a reader of the text part expects, not a faithful layout: block elements become
+paragraphs separated by one blank line, `<br>` a line break, list items `- item` (`1. item` in
+ordered lists, indented when nested), links `text (url)` (just the text when it already is the
+URL; fragment and `javascript:` links keep only their text), images `[alt]`, table rows one line
+each with cells separated by spaces. `<head>`, `<style>`, `<script>`, `<title>` and elements
+hidden with `display:none` (the preheader) are dropped. Whitespace is collapsed outside `<pre>`
+and entities are unescaped.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+BLOCKS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt",
+        "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
+        "h6", "header", "main", "nav", "p", "section", "table",
+    }
+)  # fmt: skip
+DROPPED = frozenset({"head", "style", "script", "title", "template", "noscript"})
+VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+)
+_HIDDEN = re.compile(r"display\s*:\s*none", re.IGNORECASE)
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+
+# Markers kept in the stream until the end, where they become newlines.
+_LINE = "\x00L"
+_PARAGRAPH = "\x00P"
+
+
+class _TextBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._skip_tag: str | None = None
+        self._skip_depth = 0
+        self._pre = 0
+        self._lists: list[list[int]] = []  # per open list: [is_ordered, next number]
+        self._links: list[tuple[str | None, int]] = []
+
+    # ---------------------------------------------------------------- skipping
+
+    def _skipping(self, tag: str, starting: bool) -> bool:
+        if self._skip_tag is None:
+            return False
+        if tag == self._skip_tag and tag not in VOID:
+            self._skip_depth += 1 if starting else -1
+            if self._skip_depth == 0:
+                self._skip_tag = None
+        return True
+
+    # ---------------------------------------------------------------- events
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._skipping(tag, starting=True):
+            return
+        attributes = dict(attrs)
+        if tag in DROPPED or _HIDDEN.search(attributes.get("style") or ""):
+            if tag not in VOID:
+                self._skip_tag, self._skip_depth = tag, 1
+            return
+        if tag == "br":
+            self.out.append(_LINE)
+        elif tag == "hr":
+            self.out += [_PARAGRAPH, "---", _PARAGRAPH]
+        elif tag == "img":
+            alt = (attributes.get("alt") or "").strip()
+            if alt:
+                self.out.append(f"[{alt}]")
+        elif tag == "a":
+            self._links.append((attributes.get("href"), len(self.out)))
+        elif tag in ("ul", "ol"):
+            self.out.append(_LINE if self._lists else _PARAGRAPH)
+            self._lists.append([tag == "ol", 1])
+        elif tag == "li":
+            self._list_item()
+        elif tag == "pre":
+            self._pre += 1
+            self.out.append(_PARAGRAPH)
+        elif tag == "tr":
+            self.out.append(_LINE)
+        elif tag in ("td", "th"):
+            self.out.append(" ")
+        elif tag in BLOCKS:
+            self.out.append(_PARAGRAPH)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._skipping(tag, starting=False):
+            return
+        if tag == "a" and self._links:
+            self._end_link()
+        elif tag in ("ul", "ol") and self._lists:
+            self._lists.pop()
+            self.out.append(_LINE if self._lists else _PARAGRAPH)
+        elif tag == "pre" and self._pre:
+            self._pre -= 1
+            self.out.append(_PARAGRAPH)
+        elif tag == "tr":
+            self.out.append(_LINE)
+        elif tag in BLOCKS:
+            self.out.append(_PARAGRAPH)
+
+    def handle_data(self, data: str) -> None:
+        if self._skip_tag is not None:
+            return
+        self.out.append(data if self._pre else _SPACES.sub(" ", data))
+
+    # ---------------------------------------------------------------- helpers
+
+    def _list_item(self) -> None:
+        indent = "  " * max(0, len(self._lists) - 1)
+        if self._lists and self._lists[-1][0]:
+            marker = f"{self._lists[-1][1]}. "
+            self._lists[-1][1] += 1
+        else:
+            marker = "- "
+        self.out += [_LINE, "\x00I" + indent + marker]
+
+    def _end_link(self) -> None:
+        href, start = self._links.pop()
+        if not href:
+            return
+        href = href.strip()
+        if href.startswith(("#", "javascript:")):
+            return
+        text = _SPACES.sub(" ", "".join(p for p in self.out[start:] if not p.startswith("\x00")))
+        shown = href.removeprefix("mailto:").removeprefix("tel:")
+        if text.strip() in (href, shown):
+            return
+        self.out.append(f" ({shown})" if text.strip() else shown)
+
+
+def _lines(chunks: list[str]) -> list[str]:
+    """Turn the marked stream into lines; paragraph marks become (at most one) blank line."""
+    lines: list[str] = [""]
+    for chunk in chunks:
+        if chunk in (_LINE, _PARAGRAPH):
+            if chunk == _PARAGRAPH and lines[-1].strip():
+                lines += ["", ""]
+            elif lines[-1].strip():
+                lines.append("")
+            continue
+        if chunk.startswith("\x00I"):
+            if lines[-1].strip():
+                lines.append("")
+            lines[-1] = chunk[2:]
+            continue
+        parts = chunk.split("\n")  # only <pre> data still holds newlines
+        lines[-1] += parts[0]
+        lines += parts[1:]
+    return lines
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text version of an email's HTML."""
+    builder = _TextBuilder()
+    builder.feed(html)
+    builder.close()
+    result: list[str] = []
+    for line in _lines(builder.out):
+        stripped = line.rstrip()
+        marker = re.match(r"^( *(?:- |\d+\. ))", stripped)
+        if marker:  # keep a list item's indent, collapse the rest
+            stripped = marker[1] + stripped[len(marker[1]) :].strip()
+        else:
+            stripped = stripped.strip() if "\x00" not in stripped else stripped
+        if not stripped and (not result or not result[-1]):
+            continue  # never two blank lines in a row, none at the start
+        result.append(stripped)
+    return "\n".join(result).strip("\n")
