@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     api_keys: list[SecretStr] = Field(default_factory=list)
     tracker_keys: list[SecretStr] = Field(default_factory=list)
     secret_key: SecretStr = SecretStr("change-me")
+    # Ingestion limits (docs/ingestion.md): body sizes, duplicate window, clock skew, rate limit.
+    max_body_bytes: int = 1_048_576
+    max_batch_body_bytes: int = 10_485_760
+    duplicate_window_s: float = 300.0
+    event_date_tolerance_s: float = 86_400.0
+    rate_limit_per_minute: int | None = None
     log_level: str = "INFO"
     log_format: str = "json"
 
