@@ -1,0 +1,117 @@
+"""The MIME email for an outbox message: headers, text and HTML parts, and no header injection.
+
+Addresses come from contact data, so they are parsed strictly (one address per field, no
+control characters) and refused as a PermanentDeliveryError otherwise; a subject's line
+breaks are collapsed to spaces. The result is deterministic for a given message (Date,
+Message-ID and MIME boundary derive from it), so every retry builds the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from email import policy
+from email.errors import HeaderParseError, NonASCIILocalPartDefect
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from tidings.errors import PermanentDeliveryError
+from tidings.model.messages import Message
+
+# C0 controls (CR, LF, TAB...), DEL, C1 controls and the Unicode line and paragraph separators:
+# anything that could end a header line somewhere between us and the recipient's mailbox.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_BLANKS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
+
+
+def parse_address(value: str, *, field: str) -> Address:
+    """Exactly one mailbox from `value`, or a PermanentDeliveryError naming the field."""
+    if _CONTROL.search(value):
+        raise PermanentDeliveryError(f"{field}: address contains a control character: {value!r}")
+    try:
+        header = policy.default.header_factory(field, value)
+        groups = header.groups
+        defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    except (HeaderParseError, IndexError, ValueError) as exc:
+        raise PermanentDeliveryError(f"{field}: not an email address: {value!r}") from exc
+    addresses: list[Address] = [a for g in groups for a in g.addresses]
+    if defects or len(addresses) != 1 or any(g.display_name is not None for g in groups):
+        raise PermanentDeliveryError(f"{field}: not exactly one email address: {value!r}")
+    address = addresses[0]
+    if not address.username or not address.domain:
+        raise PermanentDeliveryError(f"{field}: not an email address: {value!r}")
+    return Address(address.display_name, address.username, _ascii_domain(address.domain, field))
+
+
+def _ascii_domain(domain: str, field: str) -> str:
+    """An internationalised domain in its ASCII (punycode) form, so it needs no SMTPUTF8."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise PermanentDeliveryError(f"{field}: invalid domain name {domain!r}") from exc
+
+
+def needs_smtputf8(*addresses: Address) -> bool:
+    """Whether any address can only travel with SMTPUTF8 (a non-ASCII local part)."""
+    return any(not a.addr_spec.isascii() for a in addresses)
+
+
+def clean_subject(subject: str) -> str:
+    """The subject on one line: runs of control characters and blanks become one space."""
+    return _BLANKS.sub(" ", subject).strip()
+
+
+def envelope(message: Message, *, default_sender: str | None = None) -> tuple[Address, Address]:
+    """The (From, To) mailboxes of a message, parsed strictly."""
+    sender = message.sender or default_sender
+    if not sender:
+        raise PermanentDeliveryError(f"message {message.key}: no sender address")
+    return parse_address(sender, field="From"), parse_address(message.to, field="To")
+
+
+def build_email(
+    message: Message,
+    *,
+    list_unsubscribe: str | None,
+    default_sender: str | None = None,
+) -> EmailMessage:
+    """The MIME message for `message`: multipart/alternative when it has HTML."""
+    sender, recipient = envelope(message, default_sender=default_sender)
+    mail = EmailMessage(policy=policy.SMTP)
+    mail["From"] = sender
+    mail["To"] = recipient
+    if message.reply_to:
+        mail["Reply-To"] = parse_address(message.reply_to, field="Reply-To")
+    subject = clean_subject(message.subject or "")
+    if subject:
+        mail["Subject"] = subject
+    mail["Date"] = format_datetime(_utc(max(message.created_at, message.not_before)))
+    mail["Message-ID"] = message.message_id
+    mail["Auto-Submitted"] = "auto-generated"
+    if list_unsubscribe and not message.transactional:
+        if _CONTROL.search(list_unsubscribe) or any(c in list_unsubscribe for c in "<> "):
+            raise PermanentDeliveryError(f"unusable unsubscribe link {list_unsubscribe!r}")
+        mail["List-Unsubscribe"] = f"<{list_unsubscribe}>"
+        # RFC 8058: receivers may unsubscribe with one POST, without a confirmation page.
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # Quoted-printable keeps every part 7-bit clean, so no server needs 8BITMIME for it.
+    mail.set_content(_lines(message.text), cte="quoted-printable")
+    if message.html:
+        mail.add_alternative(_lines(message.html), subtype="html", cte="quoted-printable")
+        digest = hashlib.sha256(message.key.encode()).hexdigest()[:24]
+        mail.set_boundary(f"=_tidings_{digest}")
+    return mail
+
+
+def _lines(body: str) -> str:
+    """A body ending in a newline, as MIME parts should."""
+    return body if body.endswith("\n") else body + "\n"
+
+
+def _utc(when: datetime) -> datetime:
+    """Naive datetimes are UTC by the model's convention."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
