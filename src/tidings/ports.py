@@ -1,8 +1,8 @@
 """Ports: the small protocols the service drives. Adapters implement them; bootstrap picks them.
 
-The store is split by concept (contacts, events, runs, trace, outbox) and reached through one
-`UnitOfWork` per transaction, so that advancing a run, recording its trace and queuing its
-messages commit together or not at all.
+The store is split by concept (contacts, events, runs, trace, outbox, workflow versions) and
+reached through one `UnitOfWork` per transaction, so that advancing a run, recording its trace
+and queuing its messages commit together or not at all.
 """
 
 from __future__ import annotations
@@ -169,7 +169,19 @@ class Outbox(Protocol):
         ...
 
 
-class UnitOfWork(ContactStore, EventLog, RunStore, TraceLog, Outbox, Protocol):
+class WorkflowVersions(Protocol):
+    """The source of every workflow version runs started on, so they survive a reload."""
+
+    def save_workflow_version(self, workflow_id: str, version: str, source: str) -> None:
+        """Keep a version's source (a no-op when that version is already kept)."""
+        ...
+
+    def get_workflow_version(self, workflow_id: str, version: str) -> str | None:
+        """The source of a kept version, or None."""
+        ...
+
+
+class UnitOfWork(ContactStore, EventLog, RunStore, TraceLog, Outbox, WorkflowVersions, Protocol):
     """Everything the store offers, inside one transaction."""
 
 
