@@ -81,7 +81,7 @@ class MarkedDocument:
     data: Any
     values: dict[DocPath, Mark] = field(default_factory=dict)
     keys: dict[DocPath, Mark] = field(default_factory=dict)
-    block_scalars: set[DocPath] = field(default_factory=set)
+    block_scalars: dict[DocPath, Mark] = field(default_factory=dict)  # where the text starts
     problems: list[Problem] = field(default_factory=list)
 
     def known(self, path: DocPath) -> DocPath:
@@ -145,7 +145,7 @@ class _Builder:
         self.doc.values[path] = _mark(node)
         if isinstance(node, ScalarNode):
             if node.style in ("|", ">"):
-                self.doc.block_scalars.add(path)
+                self.doc.block_scalars[path] = _block_text_start(node)
             return self.loader.construct_object(node, deep=True)
         if id(node) in self._open:
             self._problem(node, path, "an alias refers to the node that contains it")
@@ -195,6 +195,17 @@ class _Builder:
 
 def _mark(node: Node) -> Mark:
     return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _block_text_start(node: ScalarNode) -> Mark:
+    """Where a `|` or `>` scalar's text begins: the line after the indicator (its line 1, even
+    when blank), at the indentation of the first line that has text."""
+    lines = (node.start_mark.buffer or "").split("\n")
+    first = node.start_mark.line + 1  # 0-based index of the line after the indicator
+    for text in lines[first:]:
+        if text.strip(" \t\r\0"):
+            return first + 1, len(text) - len(text.lstrip(" ")) + 1
+    return _mark(node)
 
 
 def _source_text(node: Node, value: Any) -> Any:
