@@ -28,7 +28,7 @@ from tidings.compile.sandbox import (
     make_environment,
     unknown_names,
 )
-from tidings.errors import ConditionError
+from tidings.errors import ConditionError, TidingsError
 
 HISTORY_FUNCTIONS = ("has_event", "count_events", "last_event")
 """Context callables that query the contact's event history."""
@@ -48,8 +48,10 @@ class Condition:
             result = self._expression(context)
             if isinstance(result, jinja2.Undefined):
                 bool(result)  # StrictUndefined raises UndefinedError, naming the variable
+        except TidingsError:
+            raise  # e.g. a StoreError from a history helper keeps its own meaning
         except Exception as exc:  # every failure inside Jinja becomes ours, with the reason
-            raise ConditionError(describe(exc), expression=self.source) from exc
+            raise ConditionError(describe(exc, self.source), expression=self.source) from exc
         return result
 
     def evaluate(self, context: Mapping[str, Any]) -> bool:
@@ -58,7 +60,7 @@ class Condition:
         try:
             return bool(result)
         except Exception as exc:  # a data object whose __bool__ fails
-            raise ConditionError(describe(exc), expression=self.source) from exc
+            raise ConditionError(describe(exc, self.source), expression=self.source) from exc
 
 
 @cache

@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import pass_context
+from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
 # Symbol (English usage, as in CLDR) and minor-unit digits (ISO 4217) of common currencies.
@@ -77,8 +77,15 @@ LOCALES: dict[str, NumberStyle] = {
 }
 
 
+def _defined(value: Any) -> None:
+    """Let a missing variable fail as itself (naming the variable), not as a wrong type."""
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises UndefinedError here
+
+
 def _decimal(value: Any, filter_name: str) -> Decimal:
     """An exact Decimal from a str, int, float or Decimal (floats via their shortest repr)."""
+    _defined(value)
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise TypeError(f"{filter_name}: expected a number, found {type(value).__name__}")
     try:
@@ -162,6 +169,7 @@ def _context_zone(context: Context) -> tzinfo:
 
 
 def _as_datetime(value: Any, filter_name: str) -> datetime | date:
+    _defined(value)
     if isinstance(value, datetime | date):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):

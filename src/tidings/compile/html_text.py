@@ -31,6 +31,9 @@ _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 # Markers kept in the stream until the end, where they become newlines.
 _LINE = "\x00L"
 _PARAGRAPH = "\x00P"
+_ITEM = "\x00I"  # prefix of a list item's indent and marker
+_RAW = "\x00R"  # prefix of <pre> text, whose spaces and newlines are kept
+_MARKER = re.compile(r"^( *(?:- |\d+\. ))")
 
 
 class _TextBuilder(HTMLParser):
@@ -113,7 +116,8 @@ class _TextBuilder(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._skip_tag is not None:
             return
-        self.out.append(data if self._pre else _SPACES.sub(" ", data))
+        data = data.replace("\x00", "")  # NUL starts our markers; it has no place in text
+        self.out.append(_RAW + data if self._pre else _SPACES.sub(" ", data))
 
     # ---------------------------------------------------------------- helpers
 
@@ -124,7 +128,7 @@ class _TextBuilder(HTMLParser):
             self._lists[-1][1] += 1
         else:
             marker = "- "
-        self.out += [_LINE, "\x00I" + indent + marker]
+        self.out += [_LINE, _ITEM + indent + marker]
 
     def _end_link(self) -> None:
         href, start = self._links.pop()
@@ -140,25 +144,30 @@ class _TextBuilder(HTMLParser):
         self.out.append(f" ({shown})" if text.strip() else shown)
 
 
-def _lines(chunks: list[str]) -> list[str]:
-    """Turn the marked stream into lines; paragraph marks become (at most one) blank line."""
+def _lines(chunks: list[str]) -> list[tuple[str, bool]]:
+    """Turn the marked stream into (line, is_preformatted) pairs; paragraphs leave a blank line."""
     lines: list[str] = [""]
+    raw: set[int] = set()
     for chunk in chunks:
         if chunk in (_LINE, _PARAGRAPH):
             if chunk == _PARAGRAPH and lines[-1].strip():
                 lines += ["", ""]
             elif lines[-1].strip():
                 lines.append("")
-            continue
-        if chunk.startswith("\x00I"):
+        elif chunk.startswith(_ITEM):
             if lines[-1].strip():
                 lines.append("")
-            lines[-1] = chunk[2:]
-            continue
-        parts = chunk.split("\n")  # only <pre> data still holds newlines
-        lines[-1] += parts[0]
-        lines += parts[1:]
-    return lines
+            lines[-1] = chunk[len(_ITEM) :]
+        elif chunk.startswith(_RAW):
+            first, *rest = chunk[len(_RAW) :].split("\n")
+            lines[-1] += first
+            raw.add(len(lines) - 1)
+            for part in rest:
+                lines.append(part)
+                raw.add(len(lines) - 1)
+        else:
+            lines[-1] += chunk
+    return [(line, index in raw) for index, line in enumerate(lines)]
 
 
 def html_to_text(html: str) -> str:
@@ -167,14 +176,17 @@ def html_to_text(html: str) -> str:
     builder.feed(html)
     builder.close()
     result: list[str] = []
-    for line in _lines(builder.out):
-        stripped = line.rstrip()
-        marker = re.match(r"^( *(?:- |\d+\. ))", stripped)
-        if marker:  # keep a list item's indent, collapse the rest
-            stripped = marker[1] + stripped[len(marker[1]) :].strip()
+    for line, preformatted in _lines(builder.out):
+        marker = _MARKER.match(line)
+        if preformatted:
+            text = line.rstrip()
+        elif marker:  # keep a list item's indent, collapse the rest
+            text = marker[1] + line[len(marker[1]) :].strip()
         else:
-            stripped = stripped.strip() if "\x00" not in stripped else stripped
-        if not stripped and (not result or not result[-1]):
+            text = line.strip()
+        if not text and (not result or not result[-1]):
             continue  # never two blank lines in a row, none at the start
-        result.append(stripped)
-    return "\n".join(result).strip("\n")
+        result.append(text)
+    while result and not result[-1]:
+        result.pop()
+    return "\n".join(result)

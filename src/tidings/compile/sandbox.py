@@ -5,6 +5,9 @@ Templates are written by authors but fed with data from the outside world, so th
 unsafe callables, no mutation of the data passed in) with `StrictUndefined` (a missing variable
 is an error, never an empty string).
 
+`trim_blocks` and `lstrip_blocks` are on: a line holding only a `{% tag %}` leaves no blank
+line behind, which is what text parts and SMS need (and HTML does not mind).
+
 On top of Jinja's sandbox:
 - Mapping attribute access prefers keys: `event.properties.items` is the event's `items`
   property, not `dict.items`; methods are still reachable when no such key exists.
@@ -147,6 +150,8 @@ def make_environment(
         loader=loader,
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
         auto_reload=False,
     )
     env.filters.update(FILTERS)
@@ -178,15 +183,23 @@ def unknown_names(tree: nodes.Template | nodes.Node, known: Iterable[str]) -> li
     return sorted(missing, key=lambda item: (item[1], item[0]))
 
 
-def undefined_variable(exc: jinja2.UndefinedError) -> str:
-    """The variable (or attribute) name an UndefinedError is about."""
+def undefined_variable(exc: jinja2.UndefinedError, source: str = "") -> str:
+    """The variable an UndefinedError is about: `contact.FIRSTNAME` when `source` shows the path.
+
+    Jinja only knows the last name (`'dict object' has no attribute 'FIRSTNAME'`); the template
+    text it failed on (its line, or a whole condition) usually shows the dotted path to it.
+    """
     message = str(exc.message or "")
     match = _UNDEFINED_NAME.match(message) or _MISSING_ATTRIBUTE.search(message)
-    return match["name"] if match else message
+    if match is None:
+        return message
+    name = match["name"]
+    path = re.search(rf"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.{re.escape(name)}\b", source)
+    return f"{path[1]}.{name}" if path else name
 
 
-def describe(exc: BaseException) -> str:
-    """A one-line reason for an exception raised while compiling or rendering a template."""
+def describe(exc: BaseException, source: str = "") -> str:
+    """A one-line reason for an exception raised while compiling or rendering `source`."""
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return f"syntax error: {exc.message}"
     if isinstance(exc, SecurityError):
@@ -194,7 +207,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, jinja2.TemplateNotFound):
         return f"no template named {exc.name!r}"
     if isinstance(exc, jinja2.UndefinedError):
-        return f"undefined variable {undefined_variable(exc)!r}"
+        return f"undefined variable {undefined_variable(exc, source)!r}"
     if isinstance(exc, RecursionError):
         return "recursion too deep"
     return f"{type(exc).__name__}: {exc}"

@@ -22,6 +22,7 @@ for headers (subject, preheader) have control characters and line breaks collaps
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,13 @@ from tidings.compile.sandbox import (
     undefined_variable,
     unknown_names,
 )
-from tidings.errors import Location, Problem, TemplateError, UndefinedVariableError
+from tidings.errors import (
+    Location,
+    Problem,
+    TemplateError,
+    TidingsError,
+    UndefinedVariableError,
+)
 
 EMAIL_HTML = ".email.html"
 EMAIL_TEXT = ".email.txt"
@@ -196,6 +203,10 @@ class TemplateCatalog:
             return filename
         return f"{self._directory.name}/{rel.as_posix()}"
 
+    def _file(self, rel: str) -> str:
+        """How a file of the directory is named in messages, existing or not."""
+        return f"{self._directory.name}/{rel}" if self._directory is not None else rel
+
     def _problem(self, filename: str, line: int, message: str) -> None:
         self.problems.append(Problem(Location(self._display(filename), line), "", message))
 
@@ -219,10 +230,7 @@ class TemplateCatalog:
             self._compile_file(rel, None)
 
     def _broken(self, rel: str) -> TemplateError:
-        assert self._directory is not None
-        return TemplateError(
-            "template has errors (see validate)", template=self._display(str(self._directory / rel))
-        )
+        return TemplateError("template has errors (see validate)", template=self._file(rel))
 
     def _compile_file(self, rel: str, known: Iterable[str] | None) -> jinja2.Template | None:
         """Compile one file and check it statically; None (and a Problem) when it is broken."""
@@ -231,7 +239,7 @@ class TemplateCatalog:
         problems_before = len(self.problems)
         try:
             source = (self._directory / rel).read_text(encoding="utf-8")
-            self._sources[str(Path(path))] = source
+            self._sources[os.path.normpath(path)] = source
             template = self._env.get_template(rel)
             assert self._env.loader is not None
             body, _, _ = self._env.loader.get_source(self._env, rel)
@@ -275,7 +283,7 @@ class TemplateCatalog:
         email.html = self._compile_file(html_rel, BODY_NAMES)
         if (self._directory / text_rel).is_file():
             email.text = self._compile_file(text_rel, BODY_NAMES)
-        source = self._sources.get(str(Path(path)))
+        source = self._sources.get(os.path.normpath(path))
         if source is not None:
             front = parse_front_matter(source)
             for line, message in front.problems:
@@ -327,9 +335,11 @@ class TemplateCatalog:
         """Render email `name`; `subject` is an inline template overriding the file's subject."""
         email = self._emails.get(name)
         if email is None:
-            raise TemplateError(f"no email template named {name!r}", template=name + EMAIL_HTML)
+            raise TemplateError(
+                f"no email template named {name!r}", template=self._file(name + EMAIL_HTML)
+            )
         if email.error is not None or email.html is None or email.subject is None:
-            raise email.error or TemplateError("template has errors", template=name + EMAIL_HTML)
+            raise email.error or self._broken(name + EMAIL_HTML)
         if subject is not None:
             rendered_subject = self.render_inline(subject, context, name=f"{name} subject")
         else:
@@ -341,7 +351,7 @@ class TemplateCatalog:
         body_context = {**context, "subject": subject_line, "preheader": preheader}
         html = self._render(email.html, body_context, MAX_EMAIL_PART_CHARS).lstrip()
         if email.text is not None:
-            text = self._render(email.text, body_context, MAX_EMAIL_PART_CHARS)
+            text = self._render(email.text, body_context, MAX_EMAIL_PART_CHARS).strip("\n").rstrip()
         else:
             text = html_to_text(html)
         return RenderedEmail(subject=subject_line, html=html, text=text, preheader=preheader)
@@ -350,10 +360,12 @@ class TemplateCatalog:
         """Render SMS `name` as plain text."""
         template = self._sms.get(name)
         if template is None:
-            raise TemplateError(f"no SMS template named {name!r}", template=name + SMS_TEXT)
+            raise TemplateError(
+                f"no SMS template named {name!r}", template=self._file(name + SMS_TEXT)
+            )
         if isinstance(template, TemplateError):
             raise template
-        return self._render(template, context, MAX_SMS_CHARS)
+        return self._render(template, context, MAX_SMS_CHARS).strip()
 
     def render_inline(
         self, source: str, context: Mapping[str, Any], *, name: str = "<inline>"
@@ -379,8 +391,8 @@ class TemplateCatalog:
                     where = self._display(template.filename or "<template>")
                     raise TemplateError(f"output exceeds {limit:,} characters", template=where)
                 chunks.append(chunk)
-        except TemplateError:
-            raise
+        except TidingsError:
+            raise  # our own errors (the size cap, a store error from a callable) pass as they are
         except Exception as exc:  # every Jinja or data failure becomes ours, located
             raise self._wrap(exc, template.filename or "<template>") from exc
         return "".join(chunks)
@@ -389,7 +401,7 @@ class TemplateCatalog:
         filename, line = _locate(exc, fallback)
         where = self._display(filename)
         if isinstance(exc, jinja2.UndefinedError):
-            variable = _qualify(undefined_variable(exc), self._sources.get(filename), line)
+            variable = undefined_variable(exc, _line_of(self._sources.get(filename), line))
             return UndefinedVariableError(variable, template=where, line=line)
         return TemplateError(describe(exc), template=where, line=line)
 
@@ -408,15 +420,9 @@ def _locate(exc: Exception, fallback: str) -> tuple[str, int | None]:
     return found
 
 
-def _qualify(name: str, source: str | None, line: int | None) -> str:
-    """`contact.FIRSTNAME` rather than `FIRSTNAME`, when the template line shows the path."""
-    if source is None or line is None or "." in name:
-        return name
-    lines = source.splitlines()
-    if not 0 < line <= len(lines):
-        return name
-    match = re.search(rf"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.{re.escape(name)}\b", lines[line - 1])
-    return f"{match[1]}.{name}" if match else name
+def _line_of(source: str | None, line: int | None) -> str:
+    lines = (source or "").splitlines()
+    return lines[line - 1] if line is not None and 0 < line <= len(lines) else ""
 
 
 def _compile_inline(env: jinja2.Environment, source: str, name: str) -> jinja2.Template:

@@ -1,0 +1,79 @@
+"""Plain text derived from email HTML, as a reader of the text part sees it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings.compile.html_text import html_to_text
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>One</p><p>Two</p>", "One\n\nTwo"),
+        ("<p>Line one<br>line two<br/>line three</p>", "Line one\nline two\nline three"),
+        ("<p>  lots   of\n\n   space </p>", "lots of space"),
+        ("<h1>Title</h1><div>Body</div>", "Title\n\nBody"),
+        ("<ul><li>Shoe</li><li>Sock</li></ul>", "- Shoe\n- Sock"),
+        ("<ol><li>First</li><li>Second</li></ol>", "1. First\n2. Second"),
+        ("<ul><li>A<ul><li>A1</li><li>A2</li></ul></li><li>B</li></ul>", "- A\n  - A1\n  - A2\n- B"),
+        ("<p>Intro</p><ul><li>x</li></ul><p>Outro</p>", "Intro\n\n- x\n\nOutro"),
+        ('<a href="https://shop.example/cart">your cart</a>', "your cart (https://shop.example/cart)"),
+        ('<a href="https://shop.example">https://shop.example</a>', "https://shop.example"),
+        ('<a href="mailto:help@shop.example">help@shop.example</a>', "help@shop.example"),
+        ('<a href="mailto:help@shop.example">Write to us</a>', "Write to us (help@shop.example)"),
+        ('<a href="#top">Top</a>', "Top"),
+        ('<a href="javascript:void(0)">Click</a>', "Click"),
+        ('<a href="https://x.example"><img src="logo.png"></a>', "https://x.example"),
+        ('<a href="https://x.example"><img src="l.png" alt="Logo"></a>', "[Logo] (https://x.example)"),
+        ('<img src="shoe.png" alt="A red shoe"> Only €10', "[A red shoe] Only €10"),
+        ('<img src="spacer.gif" alt="">Text', "Text"),
+        ("<p>Fish &amp; chips &lt;3 &eacute;t&eacute; &#8364;5 &nbsp;x</p>", "Fish & chips <3 été €5 \xa0x"),
+        ("<html><head><title>T</title><style>p{color:red}</style></head><body><p>Hi</p></body></html>", "Hi"),
+        ("<p>Hi</p><script>alert(1)</script><p>Bye</p>", "Hi\n\nBye"),
+        ('<div style="display:none; max-height:0">preheader</div><p>Body</p>', "Body"),
+        ('<div style="DISPLAY: NONE"><div>hidden</div> still hidden</div><p>Shown</p>', "Shown"),
+        ("<table><tr><td>Shoe</td><td>€10</td></tr><tr><td>Sock</td><td>€2</td></tr></table>", "Shoe €10\nSock €2"),
+        ("<pre>  keep\n    this</pre><p>after</p>", "  keep\n    this\n\nafter"),
+        ("<p>a</p><hr><p>b</p>", "a\n\n---\n\nb"),
+        ("Just text", "Just text"),
+        ("", ""),
+        ("<p></p><p>  </p><p>x</p>", "x"),
+        ("<p>unclosed<p>paragraphs", "unclosed\n\nparagraphs"),
+    ],
+)  # fmt: skip
+def test_html_to_text(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+def test_an_email_layout_reads_as_text() -> None:
+    html = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Your cart</title>
+<style>.btn { color: white }</style></head>
+<body>
+<div style="display:none">You left 2 items</div>
+<table role="presentation"><tr><td>
+  <h1>Hello Ann,</h1>
+  <p>You left these in your cart:</p>
+  <ul>
+    <li>Red shoe — €12.50</li>
+    <li>Blue sock — €2.00</li>
+  </ul>
+  <p><a class="btn" href="https://shop.example/cart/42">Back to your cart</a></p>
+</td></tr></table>
+<p class="footer">Shop Ltd, 1 Main St<br>
+<a href="https://t.example/u/abc">Unsubscribe</a></p>
+</body></html>"""
+    assert html_to_text(html) == (
+        "Hello Ann,\n\n"
+        "You left these in your cart:\n\n"
+        "- Red shoe — €12.50\n"
+        "- Blue sock — €2.00\n\n"
+        "Back to your cart (https://shop.example/cart/42)\n\n"
+        "Shop Ltd, 1 Main St\n"
+        "Unsubscribe (https://t.example/u/abc)"
+    )
+
+
+def test_nul_characters_in_data_cannot_fake_line_breaks() -> None:
+    assert html_to_text("<p>a\x00Lb\x00Pc</p>") == "aLbPc"
