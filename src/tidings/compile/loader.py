@@ -85,8 +85,9 @@ def load_workflow(path: Path, catalog: TemplateCatalog) -> LoadResult:
         return LoadResult(None, [Problem(Location(str(path)), "", f"cannot read: {reason}")])
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        message = f"not UTF-8 text (byte {exc.start + 1})"
-        return LoadResult(None, [Problem(Location(str(path), line, 1), "", message)])
+        column = exc.start - raw.rfind(b"\n", 0, exc.start)  # in bytes: the text is not text
+        message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x})"
+        return LoadResult(None, [Problem(Location(str(path), line, column), "", message)])
     return _load(text, str(path), path, _version(raw), catalog)
 
 
