@@ -8,6 +8,7 @@
     │   └── UndefinedVariableError  a variable the template needs is missing
     ├── ConditionError              a condition expression failed to compile or evaluate
     ├── EventError                  an event that cannot be accepted (names the field)
+    │   └── BatchEventError         a batch with invalid items (index and reason of each)
     ├── StoreError                  the store refused or lost an operation
     └── DeliveryError               a message could not be delivered
         ├── TemporaryDeliveryError  try again later (4xx, connection refused, timeout)
@@ -101,6 +102,24 @@ class EventError(TidingsError):
         self.reason = reason
         self.code = code
         super().__init__(f"{field_path}: {reason}" if field_path else reason)
+
+
+class BatchEventError(EventError):
+    """A batch refused whole because some items are invalid; lists each failing index."""
+
+    def __init__(self, problems: list[tuple[int, EventError]]) -> None:
+        self.problems = problems
+        reasons = "; ".join(
+            f"{self.item_path(index, error)}: {error.reason}" for index, error in problems
+        )
+        super().__init__("events", f"{len(problems)} invalid event(s): {reasons}")
+        # Each reason already names its own path: do not prefix the message with `events: `.
+        self.args = (f"{len(problems)} invalid event(s): {reasons}",)
+
+    @staticmethod
+    def item_path(index: int, error: EventError) -> str:
+        """`events[3].identifiers.email_id`: where in the batch the problem is."""
+        return f"events[{index}].{error.field}" if error.field else f"events[{index}]"
 
 
 class StoreError(TidingsError):

@@ -60,9 +60,9 @@ class Event(BaseModel):
     contact_id: str | None = None
     seq: int | None = None
     source: str = "api"
-    # Identifiers this event carried that already belong to *another* contact (kind -> that
-    # contact's id). The event was recorded on `contact_id` (found by the highest-priority
-    # identifier) and nothing was moved or merged; explain/trace show this note.
+    # Identifiers this event carried that were not attached to `contact_id` (kind -> why, e.g.
+    # "belongs to contact 42"). The event was recorded on the contact found by the
+    # highest-priority identifier; nothing was moved or merged. Explain/trace show this note.
     conflicts: dict[IdentifierKind, str] = Field(default_factory=dict)
 
     @field_validator("occurred_at", "received_at")

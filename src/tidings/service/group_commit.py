@@ -1,0 +1,103 @@
+"""Group commit: many concurrent callers, one transaction, every caller answered after it.
+
+Callers `await submit(item)`. One writer task takes everything queued so far, hands it to a
+blocking `write` function in a worker thread (which opens ONE store transaction for the whole
+group and commits it), then resolves every caller's future with its own result. While a group
+is being written the next one accumulates, so under load each commit carries many requests and
+"durable before 2xx" holds for every one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+
+class WriterClosedError(RuntimeError):
+    """The writer was closed; nothing more is accepted."""
+
+
+class GroupCommitWriter(Generic[T, R]):
+    """An asyncio front for a blocking group writer; `commits` counts groups written."""
+
+    def __init__(
+        self,
+        # Returns, for each item, its result or the exception to raise in that caller.
+        write: Callable[[Sequence[T]], Sequence[R | Exception]],
+        *,
+        max_group: int = 256,
+    ) -> None:
+        self._write = write
+        self._max_group = max_group
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.commits = 0
+        self.items_written = 0
+
+    async def submit(self, item: T) -> R:
+        """Queue one item and wait until the transaction holding it has committed."""
+        if self._closed:
+            raise WriterClosedError("the ingest writer is closed")
+        loop = asyncio.get_running_loop()
+        self._ensure_running(loop)
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.append((item, future))
+        assert self._wakeup is not None
+        self._wakeup.set()
+        # Shielded: a client that hangs up must not cancel a write other callers share.
+        return await asyncio.shield(future)
+
+    def _ensure_running(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._task is not None and self._loop is loop and not self._task.done():
+            return
+        self._loop = loop
+        self._wakeup = asyncio.Event()
+        self._task = loop.create_task(self._run(), name="tidings-group-commit")
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                group = self._queue[: self._max_group]
+                del self._queue[: self._max_group]
+                await self._write_group(group)
+            if self._closed:
+                return
+
+    async def _write_group(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:
+        items = [item for item, _ in group]
+        try:
+            results = await asyncio.to_thread(self._write, items)
+        except Exception as exc:  # the whole group failed: every caller gets the error
+            log.exception("group write of %d item(s) failed", len(items))
+            results = [exc] * len(items)
+        else:
+            self.commits += 1
+            self.items_written += len(items)
+        for (_, future), result in zip(group, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def aclose(self) -> None:
+        """Write what is queued, then stop the writer task."""
+        self._closed = True
+        if self._task is not None and not self._task.done():
+            assert self._wakeup is not None
+            self._wakeup.set()
+            await self._task

@@ -1,0 +1,257 @@
+"""Ingestion: validated events become durable rows, attached to contacts, each stored once.
+
+`IngestService.ingest(submission)` returns only after the transaction holding the events has
+committed (through the group-commit writer, so concurrent requests share transactions). Events
+are stored unprocessed; the engine consumes them later.
+
+Duplicates (docs/ingestion.md) are recognised three ways, strongest first:
+- an explicit key: `Idempotency-Key` header (`idem:<api key id>:<value>[:<index>]`) or the
+  tracker's `eventdata.id` (`trk:<value>`): a repeat returns the stored event, stored once;
+- otherwise the same event (same name, identifiers, properties, contact properties, object and
+  event date, or no event date) already received for the same contact within the duplicate
+  window: a sliding window, checked in the writing transaction, so a retry that crosses any
+  boundary is still caught;
+- and a key from a hash of (api key id, exact body bytes, window bucket) so that two identical
+  requests racing in two processes still collide on the store's unique dedup key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from tidings.errors import EventError
+from tidings.model.events import Event
+from tidings.ports import Clock, Store, UnitOfWork
+from tidings.service.contacts import (
+    check_contact_ids,
+    known_contacts,
+    random_contact_id,
+    resolve,
+    unused_contact_id,
+)
+from tidings.service.group_commit import GroupCommitWriter
+from tidings.service.validation import Limits
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One request's events and how each one is recognised if it was seen before."""
+
+    events: tuple[Event, ...]
+    dedup_keys: tuple[str | None, ...]
+    match_content: bool
+    batch: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a submission came to: the events as stored, and how many were new."""
+
+    events: tuple[Event, ...] = ()
+    stored: int = 0
+    duplicates: int = 0
+    new_contacts: int = 0
+    conflicts: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def body_digest(body: bytes) -> str:
+    """The hash of a request body as received, byte for byte."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def dedup_keys(
+    count: int,
+    *,
+    key_id: str,
+    received_at: datetime,
+    window: timedelta,
+    body: bytes,
+    idempotency_key: str | None = None,
+    tracker_ids: Sequence[str | None] | None = None,
+    batch: bool = False,
+) -> tuple[tuple[str | None, ...], bool]:
+    """Dedup keys for `count` events of one request, and whether to match by content too."""
+    if idempotency_key is not None:
+        if not idempotency_key.strip() or len(idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS:
+            raise EventError(
+                "Idempotency-Key",
+                f"must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} characters",
+            )
+        base = f"idem:{key_id}:{idempotency_key}"
+        return tuple(f"{base}:{i}" if batch else base for i in range(count)), False
+    if tracker_ids is not None and any(t is not None for t in tracker_ids):
+        return tuple(f"trk:{t}" if t is not None else None for t in tracker_ids), False
+    bucket = int(received_at.timestamp() // max(window.total_seconds(), 1))
+    base = f"body:{key_id}:{body_digest(body)[:32]}:{bucket}"
+    return tuple(f"{base}:{i}" if batch else base for i in range(count)), True
+
+
+def same_event(a: Event, b: Event, *, dated: bool = True) -> bool:
+    """Whether two events carry the same content (ids, seq and receipt time aside); events
+    without an explicit date took their receipt time, so `dated=False` skips the time."""
+    return (
+        a.name == b.name
+        and a.identifiers == b.identifiers
+        and (a.occurred_at == b.occurred_at or not dated)
+        and a.properties == b.properties
+        and a.contact_properties == b.contact_properties
+        and a.object == b.object
+        and a.source == b.source
+    )
+
+
+class IngestService:
+    """Turns validated events into committed rows; one writer per process shares commits."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        limits: Limits | None = None,
+        duplicate_window: timedelta = timedelta(minutes=5),
+        new_contact_id: Callable[[], str] = random_contact_id,
+        max_group: int = 256,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.limits = limits or Limits()
+        self.duplicate_window = duplicate_window
+        self._new_contact_id = new_contact_id
+        self.writer: GroupCommitWriter[Submission, Outcome] = GroupCommitWriter(
+            self.write, max_group=max_group
+        )
+
+    def submission(
+        self,
+        events: Sequence[Event],
+        *,
+        key_id: str,
+        body: bytes,
+        idempotency_key: str | None = None,
+        tracker_ids: Sequence[str | None] | None = None,
+        batch: bool = False,
+    ) -> Submission:
+        """Package one request's events with their dedup keys."""
+        received = events[0].received_at if events else self.clock.now()
+        keys, match_content = dedup_keys(
+            len(events),
+            key_id=key_id,
+            received_at=received,
+            window=self.duplicate_window,
+            body=body,
+            idempotency_key=idempotency_key,
+            tracker_ids=tracker_ids,
+            batch=batch,
+        )
+        return Submission(tuple(events), keys, match_content, batch)
+
+    async def ingest(self, submission: Submission) -> Outcome:
+        """Store a submission; returns once its transaction has committed."""
+        return await self.writer.submit(submission)
+
+    def ingest_now(self, submission: Submission) -> Outcome:
+        """Store a submission in its own transaction, from synchronous code (e.g. import)."""
+        result = self.write([submission])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def aclose(self) -> None:
+        """Finish queued writes and stop the writer."""
+        await self.writer.aclose()
+
+    # -- the blocking side, run in a worker thread by the writer ----------------------------
+
+    def write(self, submissions: Sequence[Submission]) -> list[Outcome | Exception]:
+        """Write submissions in ONE transaction; if it fails, each alone, so one bad request
+        never costs the others their events."""
+        try:
+            with self.store.transaction() as uow:
+                results = [self._apply_checked(uow, s) for s in submissions]
+        except Exception as exc:
+            if len(submissions) == 1:
+                return [exc]
+            return [self._write_alone(s) for s in submissions]
+        return results
+
+    def _write_alone(self, submission: Submission) -> Outcome | Exception:
+        try:
+            with self.store.transaction() as uow:
+                return self._apply_checked(uow, submission)
+        except Exception as exc:
+            return exc
+
+    def _apply_checked(self, uow: UnitOfWork, submission: Submission) -> Outcome | Exception:
+        try:
+            # Only reads happen before this check, so refusing here leaves no partial write.
+            check_contact_ids(uow, list(submission.events), batch=submission.batch)
+        except EventError as exc:
+            return exc
+        return self._apply(uow, submission)
+
+    def _apply(self, uow: UnitOfWork, submission: Submission) -> Outcome:
+        fresh_id = unused_contact_id(uow, self._new_contact_id)
+        own_ids = {event.id for event in submission.events}
+        stored_events: list[Event] = []
+        stored = duplicates = new_contacts = 0
+        conflicts: dict[str, dict[str, str]] = {}
+        for event, key in zip(submission.events, submission.dedup_keys, strict=True):
+            resolution = resolve(
+                event, known_contacts(uow, event), now=event.received_at, new_id=fresh_id
+            )
+            contact = resolution.contact
+            if not resolution.is_new and submission.match_content:
+                earlier = self._earlier_copy(uow, event, contact.id, own_ids)
+                if earlier is not None:
+                    stored_events.append(earlier)
+                    duplicates += 1
+                    continue
+            record = event.model_copy(
+                update={"contact_id": contact.id, "conflicts": resolution.conflicts}
+            )
+            if resolution.is_new:
+                # A contact seen for the first time cannot have earlier events: save it first so
+                # the event row can point at it.
+                uow.save_contact(contact)
+                new_contacts += 1
+                saved, is_new_event = uow.add_event(record, dedup_key=key)
+            else:
+                saved, is_new_event = uow.add_event(record, dedup_key=key)
+                # A duplicate must not replay its contact update over later ones.
+                if is_new_event and resolution.changed:
+                    uow.save_contact(contact)
+            stored_events.append(saved)
+            if is_new_event:
+                stored += 1
+                if resolution.conflicts:
+                    conflicts[saved.id] = {k.value: v for k, v in resolution.conflicts.items()}
+            else:
+                duplicates += 1
+        return Outcome(tuple(stored_events), stored, duplicates, new_contacts, conflicts)
+
+    def _earlier_copy(
+        self, uow: UnitOfWork, event: Event, contact_id: str, own_ids: set[str]
+    ) -> Event | None:
+        """The same event already received for this contact within the window, if any."""
+        since = event.received_at - self.duplicate_window
+        undated = event.occurred_at == event.received_at
+        if undated:
+            candidates = uow.contact_events(contact_id, names=[event.name], since=since)
+        else:
+            candidates = uow.contact_events(
+                contact_id, names=[event.name], since=event.occurred_at, until=event.occurred_at
+            )
+        for candidate in candidates:
+            if candidate.id in own_ids or candidate.received_at < since:
+                continue
+            if undated and candidate.occurred_at != candidate.received_at:
+                continue
+            if same_event(candidate, event, dated=not undated):
+                return candidate
+        return None
