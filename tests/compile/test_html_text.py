@@ -40,6 +40,9 @@ from tidings.compile.html_text import html_to_text
         ("", ""),
         ("<p></p><p>  </p><p>x</p>", "x"),
         ("<p>unclosed<p>paragraphs", "unclosed\n\nparagraphs"),
+        ("<a name='x'>anchor</a> text", "anchor text"),
+        ("one<div/>two", "one\n\ntwo"),
+        ('<p>a<img src="x.png" style="display:none" alt="hidden">b</p>', "ab"),
     ],
 )  # fmt: skip
 def test_html_to_text(html: str, text: str) -> None:

@@ -132,6 +132,10 @@ def test_a_missing_folder_is_an_empty_catalog(tmp_path: Path) -> None:
             ["templates/a.email.html:1:0: front matter has no 'subject'"],
         ),
         (
+            {"a.email.html": "---\nsubject: ''\n---\n<p>x</p>"},
+            ["templates/a.email.html:2:0: 'subject' is empty"],
+        ),
+        (
             {"a.email.html": "<p>no front matter</p>"},
             ["templates/a.email.html:1:0: expected front matter between '---' lines"],
         ),
@@ -237,6 +241,15 @@ def test_a_hand_written_text_part_wins(catalog: TemplateCatalog) -> None:
         "Unsubscribe: https://t.example/u/abc"
     )
     assert "arrives Friday." in email.html
+
+
+def test_an_empty_preheader_is_no_preheader(write_templates: WriteTemplates) -> None:
+    catalog = write_templates(
+        {"a.email.html": "---\nsubject: Hi\npreheader: {{ params.get('teaser', '') }}\n---\nx"}
+    )
+    assert catalog.render_email("a", make_context()).preheader is None
+    context = make_context(properties={"teaser": "New in store"})
+    assert catalog.render_email("a", context).preheader == "New in store"
 
 
 def test_no_unsubscribe_url_means_no_footer_link(catalog: TemplateCatalog) -> None:

@@ -154,9 +154,7 @@ def _lines(chunks: list[str]) -> list[tuple[str, bool]]:
                 lines += ["", ""]
             elif lines[-1].strip():
                 lines.append("")
-        elif chunk.startswith(_ITEM):
-            if lines[-1].strip():
-                lines.append("")
+        elif chunk.startswith(_ITEM):  # always right after a _LINE: the line is empty
             lines[-1] = chunk[len(_ITEM) :]
         elif chunk.startswith(_RAW):
             first, *rest = chunk[len(_RAW) :].split("\n")

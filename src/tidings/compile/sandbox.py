@@ -211,3 +211,17 @@ def describe(exc: BaseException, source: str = "") -> str:
     if isinstance(exc, RecursionError):
         return "recursion too deep"
     return f"{type(exc).__name__}: {exc}"
+
+
+def error_location(exc: Exception, fallback: str) -> tuple[str, int | None]:
+    """File and line of the innermost template frame of `exc` (Jinja rewrites frames to these)."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.filename or fallback, exc.lineno
+    found: tuple[str, int | None] = (fallback, None)
+    tb = exc.__traceback__
+    while tb is not None:
+        frame_globals = tb.tb_frame.f_globals
+        if "__jinja_exception__" in frame_globals or "__jinja_template__" in frame_globals:
+            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found

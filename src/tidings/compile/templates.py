@@ -26,6 +26,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from tidings.compile.html_text import html_to_text
 from tidings.compile.sandbox import (
     CONTEXT_NAMES,
     describe,
+    error_location,
     make_environment,
     undefined_variable,
     unknown_names,
@@ -115,9 +117,11 @@ def parse_front_matter(source: str) -> FrontMatter:
             problems.append((line, f"unknown key {key!r} (expected one of subject, preheader)"))
         elif key in fields:
             problems.append((line, f"{key!r} given twice (first on line {fields[key][1]})"))
+        elif key == "subject" and not value:
+            problems.append((line, "'subject' is empty"))
         else:
             fields[key] = (value, line)
-    if "subject" not in fields:
+    if "subject" not in fields and not any("subject" in message for _, message in problems):
         problems.append((1, "front matter has no 'subject'"))
     body = "\n" * (end + 1) + "\n".join(lines[end + 1 :])
     return FrontMatter(fields, body, problems)
@@ -347,7 +351,8 @@ class TemplateCatalog:
         subject_line = header_safe(rendered_subject)
         preheader = None
         if email.preheader is not None:
-            preheader = header_safe(self._render(email.preheader, context, MAX_HEADER_CHARS))
+            rendered = self._render(email.preheader, context, MAX_HEADER_CHARS)
+            preheader = header_safe(rendered) or None  # an empty preheader is no preheader
         body_context = {**context, "subject": subject_line, "preheader": preheader}
         html = self._render(email.html, body_context, MAX_EMAIL_PART_CHARS).lstrip()
         if email.text is not None:
@@ -378,10 +383,17 @@ class TemplateCatalog:
             if len(self._inline) >= MAX_INLINE_CACHE:
                 self._inline.clear()  # sources come from workflow files: never in practice
             self._inline[key] = template
-            self._sources[name] = source
-        return self._render(template, context, MAX_SMS_CHARS)
+        return self._render(template, context, MAX_SMS_CHARS, source=source)
 
-    def _render(self, template: jinja2.Template, context: Mapping[str, Any], limit: int) -> str:
+    def _render(
+        self,
+        template: jinja2.Template,
+        context: Mapping[str, Any],
+        limit: int,
+        *,
+        source: str | None = None,
+    ) -> str:
+        """Render within `limit` characters; `source` is given for templates not read from files."""
         chunks: list[str] = []
         size = 0
         try:
@@ -394,30 +406,18 @@ class TemplateCatalog:
         except TidingsError:
             raise  # our own errors (the size cap, a store error from a callable) pass as they are
         except Exception as exc:  # every Jinja or data failure becomes ours, located
-            raise self._wrap(exc, template.filename or "<template>") from exc
+            raise self._wrap(exc, template.filename or "<template>", source) from exc
         return "".join(chunks)
 
-    def _wrap(self, exc: Exception, fallback: str) -> TemplateError:
-        filename, line = _locate(exc, fallback)
+    def _wrap(self, exc: Exception, fallback: str, source: str | None) -> TemplateError:
+        filename, line = error_location(exc, fallback)
         where = self._display(filename)
         if isinstance(exc, jinja2.UndefinedError):
-            variable = undefined_variable(exc, _line_of(self._sources.get(filename), line))
+            text = source if filename == fallback and source is not None else None
+            text = text if text is not None else self._sources.get(filename)
+            variable = undefined_variable(exc, _line_of(text, line))
             return UndefinedVariableError(variable, template=where, line=line)
         return TemplateError(describe(exc), template=where, line=line)
-
-
-def _locate(exc: Exception, fallback: str) -> tuple[str, int | None]:
-    """File and line of the innermost template frame of `exc` (Jinja rewrites frames to these)."""
-    if isinstance(exc, jinja2.TemplateSyntaxError):
-        return exc.filename or fallback, exc.lineno
-    found: tuple[str, int | None] = (fallback, None)
-    tb = exc.__traceback__
-    while tb is not None:
-        frame_globals = tb.tb_frame.f_globals
-        if "__jinja_exception__" in frame_globals or "__jinja_template__" in frame_globals:
-            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
-        tb = tb.tb_next
-    return found
 
 
 def _line_of(source: str | None, line: int | None) -> str:
@@ -439,6 +439,11 @@ def _compile_inline(env: jinja2.Environment, source: str, name: str) -> jinja2.T
     return template
 
 
+@cache
+def _plain_environment() -> jinja2.Environment:
+    return make_environment()
+
+
 def compile_inline(source: str, *, name: str = "<inline>") -> None:
     """Check an inline template at load time; raises TemplateError (with line) when it is broken."""
-    _compile_inline(make_environment(), source, name)
+    _compile_inline(_plain_environment(), source, name)
