@@ -1,0 +1,169 @@
+"""What the core is given (contact state, rendering environment) and what it returns (a Decision).
+
+A `Draft` collects one decision while the core works: runs created or changed (the latest
+version of each, in first-touched order), outbox messages, trace entries and the contact as
+updated by `update_contact` steps. Later steps of the same decision see earlier changes: a run
+finished by a goal no longer blocks a `single` trigger, an attribute set by one workflow is seen
+by the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tidings.compile.templates import TemplateCatalog
+from tidings.engine.history import History
+from tidings.model.contacts import Channel, Contact
+from tidings.model.events import Event
+from tidings.model.messages import Message
+from tidings.model.runs import Run, RunStatus
+from tidings.model.trace import TraceEntry, TraceKind
+
+
+@dataclass(frozen=True)
+class ContactState:
+    """Everything the core knows about one contact when it decides."""
+
+    contact: Contact
+    runs: Sequence[Run]  # this contact's active runs (queued/waiting), all workflows, oldest first
+    last_runs: Sequence[Run] = ()  # most recent run per (workflow, key), any status
+    history: Sequence[Event] = ()  # the contact's events by event time (may be empty)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What rendering needs besides the state."""
+
+    templates: TemplateCatalog
+    mail_from: str
+    sms_sender: str
+    unsubscribe_url: Callable[[str, Channel], str | None] = lambda _contact, _channel: None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The effects of one event or timer: runs to upsert, messages to queue, trace to append."""
+
+    runs: list[Run] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    trace: list[TraceEntry] = field(default_factory=list)
+    contact: Contact | None = None  # the contact after update_contact steps; None = unchanged
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the decision changes nothing."""
+        return not (self.runs or self.messages or self.trace or self.contact)
+
+
+class Draft:
+    """A decision being built; the single place runs, messages and trace accumulate."""
+
+    def __init__(
+        self, state: ContactState, now: datetime, env: Environment, current: Event | None = None
+    ) -> None:
+        self.state = state
+        self.now = now
+        self.env = env
+        self.contact = state.contact
+        self.history = History(state.history, now, current)
+        self._runs: dict[str, Run] = {}
+        self._messages: list[Message] = []
+        self._trace: list[TraceEntry] = []
+
+    # ------------------------------------------------------------------ runs
+
+    def save(self, run: Run) -> Run:
+        """Record a run's new state (replacing any earlier version in this decision)."""
+        self._runs[run.id] = run
+        return run
+
+    def runs(self) -> list[Run]:
+        """Every run this contact has as of now in this decision: stored ones, then new ones."""
+        known = [self._runs.get(run.id, run) for run in self.state.runs]
+        stored = {run.id for run in self.state.runs}
+        return known + [run for run_id, run in self._runs.items() if run_id not in stored]
+
+    def active_runs(self, workflow_id: str | None = None, key: str | None = None) -> list[Run]:
+        """Active runs, optionally of one workflow and key, oldest first."""
+        return [
+            run
+            for run in self.runs()
+            if run.is_active
+            and (workflow_id is None or run.workflow_id == workflow_id)
+            and (key is None or run.key == key)
+        ]
+
+    def last_started(self, workflow_id: str, key: str) -> Run | None:
+        """The most recently started run of this workflow and key, stored or new, any status."""
+        candidates = [
+            run
+            for run in (*self.state.last_runs, *self.runs())
+            if run.workflow_id == workflow_id and run.key == key
+        ]
+        return max(candidates, key=lambda run: run.started_at, default=None)
+
+    def oldest_queued(self, workflow_id: str, key: str) -> Run | None:
+        """The queued run of this workflow and key that should start next."""
+        queued = [
+            run for run in self.active_runs(workflow_id, key) if run.status is RunStatus.queued
+        ]
+        return min(queued, key=lambda run: (run.started_at, run.id), default=None)
+
+    # ------------------------------------------------------------------ effects
+
+    def queue_message(self, message: Message) -> None:
+        """Add a message to the outbox of this decision."""
+        self._messages.append(message)
+
+    def set_contact(self, contact: Contact) -> None:
+        """Replace the contact (after an update_contact step)."""
+        self.contact = contact
+
+    def note(
+        self,
+        kind: TraceKind,
+        message: str,
+        *,
+        workflow_id: str,
+        run: Run | None = None,
+        step: str | None = None,
+        **data: Any,
+    ) -> None:
+        """Append one trace entry stamped with `now`."""
+        self._trace.append(
+            TraceEntry(
+                at=self.now,
+                contact_id=self.contact.id,
+                workflow_id=workflow_id,
+                run_id=run.id if run is not None else None,
+                step=step,
+                kind=kind,
+                message=message,
+                data={k: _plain(v) for k, v in data.items()},
+            )
+        )
+
+    def build(self) -> Decision:
+        """The finished decision."""
+        changed = self.contact if self.contact != self.state.contact else None
+        return Decision(
+            runs=list(self._runs.values()),
+            messages=list(self._messages),
+            trace=list(self._trace),
+            contact=changed,
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Trace data as JSON-ready values (datetimes as ISO 8601 text)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items: Iterable[Any] = sorted(value) if isinstance(value, set | frozenset) else value
+        return [_plain(v) for v in items]
+    return value
