@@ -1,0 +1,279 @@
+"""Advance one run through its steps until it waits or ends.
+
+A run is advanced by three things: its start (a trigger, or its turn in a `queued` line), a
+timer (its `wait` elapsed or its `wait_for` timed out) and a waited-for event. Each advance
+bumps `run.seq` (part of message keys) and executes steps from a path until a `wait` or
+`wait_for` (status `waiting`) or the end (status `finished` with an Outcome).
+
+While a run waits, `position` is the path of the `wait` / `wait_for` step it waits at: the
+timer resumes after a `wait` and into the `on_timeout` branch of a `wait_for`; an event resumes
+into the `on_event` branch.
+
+Decisions:
+- A condition that cannot be evaluated in an `if` step ends the run with Outcome.error (an
+  `error` trace gives the reason): taking neither branch would run the steps after the `if`
+  as though a branch had happened. A `wait: {date: ...}` whose date cannot be computed ends the
+  run the same way.
+- A date already past is due now: the run still stops at the wait (status `waiting`,
+  `due_at = now`) and the trace says so, so the timer path (and its late policy) is the same
+  for every wait.
+- A `wait_for` remembers when it began (`vars["wait_started_at"]`) for event matching.
+- A position that does not name the expected step in the workflow given (a run of another
+  version) ends the run with Outcome.error rather than guessing.
+- When a run finishes for any reason but `restarted`, the oldest queued run of the same
+  workflow, contact and key starts in the same decision, on the workflow given, with
+  `started_at` set to now (when it really started).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tidings.compile.loader import CompiledWorkflow
+from tidings.engine.actions import StepCall, send_email, send_sms, update_contact
+from tidings.engine.context import all_hold, build_context, lookup
+from tidings.engine.decision import Draft
+from tidings.engine.positions import PositionError, branch_path, next_path, resolve, step_at
+from tidings.engine.timing import due_from_date, next_time_of_day, resolve_zone
+from tidings.errors import ConditionError
+from tidings.model.durations import format_duration
+from tidings.model.events import Event
+from tidings.model.runs import Outcome, Run, RunStatus
+from tidings.model.trace import TraceKind
+from tidings.model.workflow import (
+    ExitStep,
+    IfStep,
+    SendEmailStep,
+    SendSmsStep,
+    UpdateContactStep,
+    WaitForStep,
+    WaitStep,
+)
+
+WAIT_STARTED = "wait_started_at"
+_EXITS = (Outcome.exited_goal, Outcome.exited_step)
+
+
+class Runner:
+    """Advances the runs of one workflow within one decision."""
+
+    def __init__(self, draft: Draft, workflow: CompiledWorkflow) -> None:
+        self.draft = draft
+        self.workflow = workflow
+        self.steps = workflow.definition.steps
+
+    # ------------------------------------------------------------------ entry points
+
+    def start(self, run: Run) -> Run:
+        """Start a new or queued run: it executes from its first step."""
+        now = self.draft.now
+        run = run.model_copy(
+            update={
+                "status": RunStatus.waiting,
+                "workflow_version": self.workflow.version,
+                "started_at": now,
+                "updated_at": now,
+                "seq": run.seq + 1,
+            }
+        )
+        self._note(TraceKind.run_started, run, f"run started (key {run.key!r})", key=run.key)
+        return self.execute(run, "0")
+
+    def resume_on_timer(self, run: Run, late: str | None = None) -> Run:
+        """A waiting run's timer fired: continue after its `wait` or into `on_timeout`."""
+        try:
+            step = step_at(self.steps, run.position)
+        except PositionError as exc:
+            return self.finish(self._advanced(run), Outcome.error, str(exc))
+        run = self._advanced(run)
+        if isinstance(step, WaitStep):
+            self._note(TraceKind.resumed, run, "wait over", step=run.position)
+            return self.execute(run, next_path(run.position), late=late)
+        if isinstance(step, WaitForStep):
+            names = ", ".join(step.wait_for.event)
+            self._note(TraceKind.resumed, run, f"timed out waiting for {names}", step=run.position)
+            return self.execute(run, branch_path(run.position, "on_timeout"), late=late)
+        reason = f"no wait at {run.position!r} in version {self.workflow.version}"
+        return self.finish(run, Outcome.error, reason)
+
+    def resume_on_event(self, run: Run, event: Event) -> Run:
+        """A waited-for event arrived: continue into `on_event` with it as the run's event."""
+        run = self._advanced(run).model_copy(update={"event": event.template_view()})
+        self._note(
+            TraceKind.resumed, run, f"received {event.name}", step=run.position, event_id=event.id
+        )
+        return self.execute(run, branch_path(run.position, "on_event"))
+
+    def finish(self, run: Run, outcome: Outcome, reason: str, *, step: str | None = None) -> Run:
+        """End a run with an outcome; then let the next queued run of its key start."""
+        now = self.draft.now
+        run = run.model_copy(
+            update={
+                "status": RunStatus.finished,
+                "outcome": outcome,
+                "reason": reason,
+                "finished_at": now,
+                "updated_at": now,
+                "due_at": None,
+                "waiting_for": (),
+                "position": step or run.position,
+            }
+        )
+        self.draft.save(run)
+        kind = TraceKind.exited if outcome in _EXITS else TraceKind.finished
+        self._note(kind, run, f"run {outcome}: {reason}", step=step, outcome=outcome.value)
+        if outcome is not Outcome.restarted:
+            self._start_next_queued(run)
+        return run
+
+    # ------------------------------------------------------------------ stepping
+
+    def execute(self, run: Run, path: str, *, late: str | None = None) -> Run:
+        """Execute steps from `path` until the run waits or ends; save and return it."""
+        current: str | None = path
+        while True:
+            try:
+                current = resolve(self.steps, current) if current is not None else None
+            except PositionError as exc:
+                return self.finish(run, Outcome.error, str(exc))
+            if current is None:
+                return self.finish(run, Outcome.finished, "reached the end of the workflow")
+            step = step_at(self.steps, current)
+            call = StepCall(self.draft, self.workflow, run, current, late)
+            if isinstance(step, WaitStep):
+                return self._wait(run, current, step)
+            if isinstance(step, WaitForStep):
+                return self._wait_for(run, current, step)
+            if isinstance(step, IfStep):
+                branch = self._branch(run, current, step)
+                if branch is None:
+                    return self.finish(run, Outcome.error, "condition failed", step=current)
+                current = branch_path(current, branch)
+                continue
+            if isinstance(step, ExitStep):
+                return self.finish(run, Outcome.exited_step, step.exit, step=current)
+            if isinstance(step, SendEmailStep):
+                send_email(call, step.send_email)
+            elif isinstance(step, SendSmsStep):
+                send_sms(call, step.send_sms)
+            elif isinstance(step, UpdateContactStep):
+                update_contact(call, step.update_contact)
+            current = next_path(current)
+
+    def _branch(self, run: Run, path: str, step: IfStep) -> str | None:
+        """Evaluate an `if` step: its branch name, or None when a condition failed."""
+        context = self._context(run)
+        try:
+            value = all_hold(self.workflow.conditions, step.if_, context)
+        except ConditionError as exc:
+            self._note(TraceKind.error, run, str(exc), step=path)
+            return None
+        branch = "then" if value else "else"
+        shown = " and ".join(step.if_)
+        self._note(
+            TraceKind.condition, run, f"{shown} is {value}: {branch}", step=path, value=value
+        )
+        return branch
+
+    def _wait(self, run: Run, path: str, step: WaitStep) -> Run:
+        """Arm a timer for a `wait` step."""
+        spec, now = step.wait, self.draft.now
+        zone = resolve_zone(spec.timezone, self.draft.contact, self.workflow.definition.timezone)
+        past = False
+        if spec.for_ is not None:
+            due = now + spec.for_
+        elif spec.until is not None:
+            due = next_time_of_day(now, spec.until, zone, spec.weekdays)
+        else:
+            source = spec.date or ""
+            try:
+                value = lookup(self.workflow.conditions, source).value(self._context(run))
+                due, past = due_from_date(value, zone, spec.offset, now)
+            except (ConditionError, ValueError) as exc:
+                self._note(
+                    TraceKind.error, run, f"cannot compute the wait's date: {exc}", step=path
+                )
+                return self.finish(run, Outcome.error, "wait date failed", step=path)
+        run = self._waiting(run, path, due)
+        if past:
+            message = f"the date is already past: due now ({due.isoformat()})"
+        else:
+            message = f"waiting until {due.isoformat()}"
+        self._note(TraceKind.wait, run, message, step=path, due_at=due, past=past)
+        return run
+
+    def _wait_for(self, run: Run, path: str, step: WaitForStep) -> Run:
+        """Wait for an event (with conditions) or the timeout."""
+        spec, now = step.wait_for, self.draft.now
+        due = now + spec.timeout
+        run = self._waiting(run, path, due, waiting_for=tuple(spec.event), started=now)
+        names = ", ".join(spec.event)
+        self._note(
+            TraceKind.wait_for,
+            run,
+            f"waiting for {names} until {due.isoformat()} "
+            f"(timeout {format_duration(spec.timeout)})",
+            step=path,
+            events=list(spec.event),
+            due_at=due,
+        )
+        return run
+
+    # ------------------------------------------------------------------ helpers
+
+    def _waiting(
+        self,
+        run: Run,
+        path: str,
+        due: datetime,
+        *,
+        waiting_for: tuple[str, ...] = (),
+        started: datetime | None = None,
+    ) -> Run:
+        variables = {k: v for k, v in run.vars.items() if k != WAIT_STARTED}
+        if started is not None:
+            variables[WAIT_STARTED] = started.isoformat()
+        run = run.model_copy(
+            update={
+                "status": RunStatus.waiting,
+                "position": path,
+                "due_at": due,
+                "waiting_for": waiting_for,
+                "vars": variables,
+                "updated_at": self.draft.now,
+            }
+        )
+        return self.draft.save(run)
+
+    def _advanced(self, run: Run) -> Run:
+        """The run as it leaves a wait: one more advance, no timer, no awaited events."""
+        variables = {k: v for k, v in run.vars.items() if k != WAIT_STARTED}
+        return run.model_copy(
+            update={
+                "seq": run.seq + 1,
+                "due_at": None,
+                "waiting_for": (),
+                "vars": variables,
+                "updated_at": self.draft.now,
+            }
+        )
+
+    def _start_next_queued(self, finished: Run) -> None:
+        draft = self.draft
+        key, workflow_id = finished.key, finished.workflow_id
+        if any(r.status is RunStatus.waiting for r in draft.active_runs(workflow_id, key)):
+            return
+        queued = draft.oldest_queued(workflow_id, key)
+        if queued is not None:
+            self.start(queued)
+
+    def _context(self, run: Run) -> dict[str, object]:
+        draft = self.draft
+        return build_context(
+            contact=draft.contact, event=run.event, now=draft.now, history=draft.history, run=run
+        )
+
+    def _note(
+        self, kind: TraceKind, run: Run, message: str, *, step: str | None = None, **data: object
+    ) -> None:
+        self.draft.note(kind, message, workflow_id=run.workflow_id, run=run, step=step, **data)
