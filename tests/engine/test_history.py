@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from engine.factories import T0, make_event
 
+from engine.factories import T0, make_event
 from tidings.engine.history import History
 
 DAY = timedelta(days=1)

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from engine.factories import make_contact
 
+from engine.factories import make_contact
 from tidings.engine.timing import (
     due_from_date,
     in_window,
@@ -31,7 +31,10 @@ def utc(*args: int) -> datetime:
 UNTIL_0900_PARIS = [
     # now (UTC),                 next 09:00 in Paris (UTC)
     (utc(2025, 3, 29, 7, 59), utc(2025, 3, 29, 8, 0)),  # 08:59 CET: today, UTC+1
-    (utc(2025, 3, 29, 8, 0), utc(2025, 3, 30, 7, 0)),  # exactly 09:00: strictly after -> tomorrow, UTC+2
+    (
+        utc(2025, 3, 29, 8, 0),
+        utc(2025, 3, 30, 7, 0),
+    ),  # exactly 09:00: strictly after -> tomorrow, UTC+2
     (utc(2025, 3, 30, 0, 30), utc(2025, 3, 30, 7, 0)),  # 01:30 CET, before the change
     (utc(2025, 3, 30, 6, 59), utc(2025, 3, 30, 7, 0)),  # 08:59 CEST
     (utc(2025, 10, 25, 7, 30), utc(2025, 10, 26, 8, 0)),  # 09:30 CEST -> 09:00 CET next day
@@ -42,7 +45,9 @@ UNTIL_0900_PARIS = [
 
 
 @pytest.mark.parametrize(("now", "due"), UNTIL_0900_PARIS)
-def test_until_0900_in_paris_is_0900_local_on_both_sides_of_dst(now: datetime, due: datetime) -> None:
+def test_until_0900_in_paris_is_0900_local_on_both_sides_of_dst(
+    now: datetime, due: datetime
+) -> None:
     assert next_time_of_day(now, time(9, 0), PARIS) == due
     assert due.astimezone(PARIS).time() == time(9, 0)
 
@@ -51,7 +56,10 @@ UNTIL_0230_PARIS = [
     # spring: 02:30 does not exist on 30 March; the first valid instant after it is 03:00 CEST
     (utc(2025, 3, 29, 12, 0), utc(2025, 3, 30, 1, 0)),
     (utc(2025, 3, 30, 0, 59), utc(2025, 3, 30, 1, 0)),
-    (utc(2025, 3, 30, 1, 0), utc(2025, 3, 31, 0, 30)),  # fired at 03:00: next is 02:30 CEST tomorrow
+    (
+        utc(2025, 3, 30, 1, 0),
+        utc(2025, 3, 31, 0, 30),
+    ),  # fired at 03:00: next is 02:30 CEST tomorrow
     # autumn: 02:30 happens twice on 26 October; only the first (CEST, 00:30 UTC) fires
     (utc(2025, 10, 25, 12, 0), utc(2025, 10, 26, 0, 30)),
     (utc(2025, 10, 26, 0, 30), utc(2025, 10, 27, 1, 30)),  # just fired: not again at 01:30 UTC
@@ -147,7 +155,11 @@ QUIET = [
     (utc(2025, 6, 2, 10, 0), (time(21), time(8)), None),  # noon: outside
     (utc(2025, 6, 2, 10, 30), (time(12), time(14)), utc(2025, 6, 2, 12, 0)),  # 12:30 lunch
     (utc(2025, 6, 2, 10, 30), (time(9), time(9)), None),  # empty window
-    (utc(2025, 10, 25, 22, 0), (time(22), time(8)), utc(2025, 10, 26, 7, 0)),  # ends after DST change
+    (
+        utc(2025, 10, 25, 22, 0),
+        (time(22), time(8)),
+        utc(2025, 10, 26, 7, 0),
+    ),  # ends after DST change
 ]
 
 
