@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tidings.compile.loader import LoadResult, load_workflow_text
 from tidings.compile.templates import TemplateCatalog
@@ -414,3 +416,23 @@ def test_text_that_is_not_a_file_skips_the_file_name_check(load):
 
     assert result.problems == []
     assert result.workflow is not None
+
+
+GOOD_TEXT = (TEMPLATES.parent / "good" / "abandoned_cart.yaml").read_text(encoding="utf-8")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    at=st.integers(min_value=0, max_value=len(GOOD_TEXT)),
+    cut=st.integers(min_value=0, max_value=8),
+    insert=st.text(alphabet=":-[]{}|>&*!#'\"\n x09%", max_size=6),
+)
+def test_any_edit_of_a_good_file_loads_or_is_located_inside_it(catalog, at, cut, insert):
+    text = GOOD_TEXT[:at] + insert + GOOD_TEXT[at + cut :]
+
+    result = load_workflow_text(text, "abandoned_cart.yaml", catalog)
+
+    assert (result.workflow is None) == bool(result.problems)
+    for problem in result.problems:
+        assert 1 <= problem.location.line <= text.count("\n") + 1
+        assert problem.location.column >= 1

@@ -78,6 +78,7 @@ def test_a_merge_key_may_be_overridden_without_a_duplicate():
             "but found another document",
         ),
         ("a: &x [*x]\n", "f.yaml:1:4: a[0]: an alias refers to the node that contains it"),
+        ("a: 1\nb: x\x07y\n", "f.yaml:2:5: invalid YAML: character #x0007 is not allowed"),
     ],
 )
 def test_syntax_errors_are_problems_with_line_and_column(text, expected):

@@ -100,7 +100,15 @@ class MarkedDocument:
 
 def load_marked(text: str, file: str) -> MarkedDocument:
     """Parse one YAML document; syntax errors and duplicate keys come back as problems."""
-    loader = _MarkedLoader(text)
+    try:
+        loader = _MarkedLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. a control
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - before.rfind("\n")
+        message = f"invalid YAML: character #x{exc.character:04x} is not allowed"
+        return MarkedDocument(
+            data=None, problems=[Problem(Location(file, line, column), "", message)]
+        )
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
