@@ -190,3 +190,24 @@ def test_typed_values_only_for_a_single_expression() -> None:
     assert typed_value("{{ x }} items", "3 items") == "3 items"
     assert typed_value("{{ a }}{{ b }}", "12") == "12"
     assert typed_value("no template", "12") == "12"
+
+
+def test_a_line_break_in_event_data_never_reaches_an_address_header(make_workflow, env) -> None:
+    workflow = make_workflow(
+        """
+id: inject
+trigger: {event: go}
+steps:
+  - send_email:
+      template: cart
+      to: "{{ event.properties.to }}"
+      reply_to: "{{ event.properties.to }}"
+"""
+    )
+    hostile = "ann@example.com\r\nBcc: everyone@example.com"
+    decision = start(workflow, env, cart_id="k1", total=1, order_id="A", to=hostile)
+    email = decision.messages[0]
+    for value in (email.to, email.reply_to):
+        assert value is not None
+        assert "\r" not in value and "\n" not in value
+        assert value == "ann@example.com Bcc: everyone@example.com"

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from tidings.compile.loader import CompiledWorkflow
+from tidings.compile.templates import header_safe
 from tidings.engine.context import build_context
 from tidings.engine.decision import Draft
 from tidings.engine.timing import quiet_hours_end, resolve_zone
@@ -71,6 +72,10 @@ class StepCall:
         name = f"{self.workflow.id}:steps/{self.path}:{field}"
         return self.draft.env.templates.render_inline(source, context, name=name)
 
+    def render_header(self, source: str, context: dict[str, Any], field: str) -> str:
+        """Render an inline template bound for a header (an address): no line breaks survive."""
+        return header_safe(self.render(source, context, field)).strip()
+
     def note(self, kind: TraceKind, message: str, **data: Any) -> None:
         """Trace one fact about this step."""
         self.draft.note(
@@ -94,13 +99,13 @@ def send_email(call: StepCall, step: SendEmail) -> None:
         unsubscribe = draft.env.unsubscribe_url(contact.id, Channel.email)
     context = call.context(unsubscribe_url=unsubscribe)
     try:
-        to = call.render(step.to, context, "to").strip() if step.to else contact.email
+        to = call.render_header(step.to, context, "to") if step.to else contact.email
         if not to:
             call.note(TraceKind.skip, f"{what} skipped: no email address")
             return
         email = draft.env.templates.render_email(step.template, context, subject=step.subject)
-        sender = call.render(step.from_, context, "from").strip() if step.from_ else ""
-        reply_to = call.render(step.reply_to, context, "reply_to").strip() if step.reply_to else ""
+        sender = call.render_header(step.from_, context, "from") if step.from_ else ""
+        reply_to = call.render_header(step.reply_to, context, "reply_to") if step.reply_to else ""
     except TemplateError as exc:
         call.note(TraceKind.error, f"{what} not sent: {exc}")
         return
@@ -135,7 +140,7 @@ def send_sms(call: StepCall, step: SendSms) -> None:
         unsubscribe = draft.env.unsubscribe_url(contact.id, Channel.sms)
     context = call.context(unsubscribe_url=unsubscribe)
     try:
-        to = call.render(step.to, context, "to").strip() if step.to else contact.phone
+        to = call.render_header(step.to, context, "to") if step.to else contact.phone
         if not to:
             call.note(TraceKind.skip, f"{what} skipped: no phone number")
             return
