@@ -1,0 +1,1 @@
+"""The HTTP adapter: Brevo-compatible ingestion routes, tracker endpoints and JS tracker."""

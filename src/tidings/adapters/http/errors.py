@@ -1,0 +1,223 @@
+"""Brevo-shaped errors: `{"code", "message"}` bodies, the handlers that produce them, body limits.
+
+Codes (docs/ingestion.md): `missing_parameter` and `invalid_parameter` (400), `unauthorized`
+(401), `not_found` (404), `method_not_allowed` (405), `request_entity_too_large` (413),
+`too_many_requests` (429), `service_unavailable` (503, the store failed: retry), and
+`internal_error` (500, a bug). Messages name the field and never contain a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tidings.errors import BatchEventError, EventError, StoreError
+
+log = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    401: "unauthorized",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_entity_too_large",
+    429: "too_many_requests",
+}
+
+
+class ApiProblemError(Exception):
+    """An HTTP error answered with Brevo's body; raised by routes and dependencies."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    """A JSON error body; ASCII-escaped so any text, even a lone surrogate, encodes safely."""
+    body = {"code": code, "message": message, **(extra or {})}
+    return Response(
+        json.dumps(body, ensure_ascii=True).encode("ascii"),
+        status_code=status,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )
+
+
+def event_error_response(exc: EventError) -> Response:
+    """400 for an event that cannot be accepted; a batch lists every failing index."""
+    extra: dict[str, Any] = {}
+    if isinstance(exc, BatchEventError):
+        extra["errors"] = [
+            {
+                "eventIndex": [index],
+                "field": BatchEventError.item_path(index, error),
+                "code": error.code,
+                "message": f"{BatchEventError.item_path(index, error)}: {error.reason}",
+            }
+            for index, error in exc.problems
+        ]
+    return error_response(400, exc.code, str(exc), extra=extra)
+
+
+async def _problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiProblemError)
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers, extra=exc.extra)
+
+
+async def _event_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EventError)
+    return event_error_response(exc)
+
+
+async def _validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "body"))
+    message = f"{where}: {first.get('msg', 'invalid value')}" if where else "invalid request"
+    code = "missing_parameter" if first.get("type") == "missing" else "invalid_parameter"
+    return error_response(400, code, message)
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "invalid_parameter")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _store(request: Request, exc: Exception) -> Response:
+    log.error("store failure on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        503,
+        "service_unavailable",
+        "the event store is unavailable; retry later",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error a request can meet to a Brevo-shaped body."""
+    app.add_exception_handler(ApiProblemError, _problem)
+    app.add_exception_handler(EventError, _event_error)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(StoreError, _store)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+class _TooLargeError(Exception):
+    """Raised from `receive` when the streamed body passes the limit."""
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over a limit with 413 before they are buffered: by Content-Length when
+    given, else by counting the streamed chunks. Batch paths get their own, larger limit."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_batch_body_bytes: int,
+        batch_paths: tuple[str, ...] = ("/v3/events/batch",),
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_batch_body_bytes = max_batch_body_bytes
+        self.batch_paths = batch_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Apply the limit to HTTP requests; pass everything else through."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        limit = self.max_batch_body_bytes if path in self.batch_paths else self.max_body_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, receive, send, limit)
+            return
+        seen = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLargeError
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLargeError:
+            if not started:
+                await self._refuse(scope, receive, send, limit)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        # Read (and drop) a bounded amount of what the client is still sending, so it gets to
+        # read our 413 instead of a connection reset in the middle of its upload.
+        drained = 0
+        while drained <= 4 * limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        response = error_response(
+            413,
+            "request_entity_too_large",
+            f"body: larger than the {limit} bytes allowed for {scope.get('path', '')}",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
