@@ -42,6 +42,8 @@ class Location:
     def __str__(self) -> str:
         if self.line <= 0:
             return self.file
+        if self.column <= 0:  # Jinja reports lines only: no made-up column for editors
+            return f"{self.file}:{self.line}"
         return f"{self.file}:{self.line}:{self.column}"
 
 

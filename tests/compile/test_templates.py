@@ -109,45 +109,45 @@ def test_a_missing_folder_is_an_empty_catalog(tmp_path: Path) -> None:
     [
         (
             {"a.email.html": "---\nsubject: Hi\n---\n<p>\n{% if x %}\n</p>\n"},
-            ["templates/a.email.html:6:0: syntax error: Unexpected end of template. Jinja "
+            ["templates/a.email.html:6: syntax error: Unexpected end of template. Jinja "
              "was looking for the following tags: *. The innermost block that needs to be "
              "closed is 'if'."],
         ),
         (
             {"a.sms.txt": "Hello\n{{ contact.FIRSTNAME }\n"},
-            ["templates/a.sms.txt:2:0: syntax error: unexpected '}'"],
+            ["templates/a.sms.txt:2: syntax error: unexpected '}'"],
         ),
         (
             {"a.email.html": "---\nsubject: Hi {{ contact.NAME\n---\n<p>x</p>"},
-            ["templates/a.email.html:2:0: subject: syntax error: unexpected end of template, "
+            ["templates/a.email.html:2: subject: syntax error: unexpected end of template, "
              "expected 'end of print statement'."],
         ),
         (
             {"a.email.html": "---\nsubject: Hi\n---\n<p>{{ contct.NAME }}</p>"},
-            ["templates/a.email.html:4:0: unknown variable 'contct' (known: contact, event, "
+            ["templates/a.email.html:4: unknown variable 'contct' (known: contact, event, "
              "params, run, unsubscribe_url, now, subject, preheader)"],
         ),
         (
             {"a.email.html": "---\npreheader: x\n---\n<p>x</p>"},
-            ["templates/a.email.html:1:0: front matter has no 'subject'"],
+            ["templates/a.email.html:1: front matter has no 'subject'"],
         ),
         (
             {"a.email.html": "---\nsubject: ''\n---\n<p>x</p>"},
-            ["templates/a.email.html:2:0: 'subject' is empty"],
+            ["templates/a.email.html:2: 'subject' is empty"],
         ),
         (
             {"a.email.html": "<p>no front matter</p>"},
-            ["templates/a.email.html:1:0: expected front matter between '---' lines"],
+            ["templates/a.email.html:1: expected front matter between '---' lines"],
         ),
         (
             {"a.email.html": "---\nsubject: Hi\n<p>x</p>"},
-            ["templates/a.email.html:1:0: front matter opened with '---' is never closed"],
+            ["templates/a.email.html:1: front matter opened with '---' is never closed"],
         ),
         (
             {"a.email.html": "---\nsubject: Hi\nfrom: x@y\nsubject: Again\njunk\n---\n<p>x</p>"},
-            ["templates/a.email.html:3:0: unknown key 'from' (expected one of subject, preheader)",
-             "templates/a.email.html:4:0: 'subject' given twice (first on line 2)",
-             "templates/a.email.html:5:0: expected 'key: value', found 'junk'"],
+            ["templates/a.email.html:3: unknown key 'from' (expected one of subject, preheader)",
+             "templates/a.email.html:4: 'subject' given twice (first on line 2)",
+             "templates/a.email.html:5: expected 'key: value', found 'junk'"],
         ),
         (
             {"a.email.txt": "text only"},
@@ -155,12 +155,12 @@ def test_a_missing_folder_is_an_empty_catalog(tmp_path: Path) -> None:
         ),
         (
             {"a.email.html": "---\nsubject: Hi\n---\n\n{% extends 'layouts/nope.html' %}"},
-            ["templates/a.email.html:5:0: no template named 'layouts/nope.html'"],
+            ["templates/a.email.html:5: no template named 'layouts/nope.html'"],
         ),
         (
             {"a.email.html": "---\nsubject: Hi\n---\n{% extends 'base.html' %}",
              "base.html": "<html>\n{% block content %}\n</html>"},
-            ["templates/base.html:3:0: syntax error: Unexpected end of template. Jinja was "
+            ["templates/base.html:3: syntax error: Unexpected end of template. Jinja was "
              "looking for the following tags: *. The innermost block that needs to be "
              "closed is 'block'."],
         ),
