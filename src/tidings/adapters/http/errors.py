@@ -171,12 +171,14 @@ class BodyLimitMiddleware:
             return
         seen = 0
         started = False
+        body_done = False
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, body_done
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > limit:
                     raise _TooLargeError
             return message
@@ -191,13 +193,15 @@ class BodyLimitMiddleware:
             await self.app(scope, counted_receive, tracked_send)
         except _TooLargeError:
             if not started:
-                await self._refuse(scope, receive, send, limit)
+                await self._refuse(scope, receive, send, limit, drain=not body_done)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, drain: bool = True
+    ) -> None:
         # Read (and drop) a bounded amount of what the client is still sending, so it gets to
         # read our 413 instead of a connection reset in the middle of its upload.
         drained = 0
-        while drained <= 4 * limit:
+        while drain and drained <= 4 * limit:
             message = await receive()
             if message["type"] != "http.request":
                 break
