@@ -11,6 +11,7 @@ from tidings.engine.core import ContactState, Decision, Environment, on_event, o
 from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceKind
 
+SECOND = timedelta(seconds=1)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -96,6 +97,17 @@ def test_a_goal_event_older_than_the_run_is_history_not_a_goal(abandoned, env) -
     old_order = make_event("order_completed", T0 - HOUR, received_at=T0 + HOUR / 2, cart_id="k1")
     decision = on_event([workflow], started(workflow, env), old_order, T0 + HOUR / 2, env)
     assert decision.runs == []
+
+
+def test_a_goal_dated_between_the_trigger_and_its_processing_still_counts(abandoned, env) -> None:
+    workflow = abandoned()
+    # Given the cart event (dated T0) is only processed ten seconds later
+    lagging = after(make_state(), on_event([workflow], make_state(), cart(), T0 + 10 * SECOND, env))
+    # When the order, dated five seconds after the cart, is processed
+    order = make_event("order_completed", T0 + 5 * SECOND, cart_id="k1")
+    decision = on_event([workflow], lagging, order, T0 + 20 * SECOND, env)
+    # Then it is a goal: it happened after the trigger, whatever the processing lag
+    assert run_of(decision).outcome is Outcome.exited_goal
 
 
 def test_a_goal_ends_queued_runs_too_without_starting_them(abandoned, env) -> None:

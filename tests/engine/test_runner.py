@@ -264,7 +264,7 @@ def test_wait_for_arms_a_timeout_and_remembers_when_it_began(make_workflow, env)
         ("order_completed", "cart_emptied"),
         T0 + 2 * DAY,
     )
-    assert run.vars == {"wait_started_at": T0.isoformat()}
+    assert run.vars["wait_started_at"] == T0.isoformat()
     assert messages_of(decision, TraceKind.wait_for) == [
         f"waiting for order_completed, cart_emptied until {(T0 + 2 * DAY).isoformat()} (timeout 2d)"
     ]

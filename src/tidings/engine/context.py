@@ -31,9 +31,12 @@ def build_context(
     run: Run | None = None,
 ) -> dict[str, Any]:
     """The names a condition or template sees (see the module docstring)."""
+    event = dict(event)
+    if isinstance(event.get("date"), str):  # a run's stored snapshot: give templates a datetime
+        event["date"] = datetime.fromisoformat(event["date"])
     context: dict[str, Any] = {
         "contact": contact.template_view(),
-        "event": dict(event),
+        "event": event,
         "params": event.get("properties") or {},
         "now": now,
         **history.helpers(),

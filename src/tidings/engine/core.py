@@ -5,9 +5,9 @@ included, so a retried transaction or a `simulate` replay decides exactly the sa
 
 `on_event` handles one event about one contact, in three stages:
 1. exit goals: each active run (waiting or queued) of a workflow whose `exit` goal matches
-   ends with Outcome.exited_goal. Only events dated at or after the run's `started_at` are
-   goals for it: an older event (e.g. imported late) is history, not a goal reached during the
-   run. Queued runs are exited before active ones, so no queued run starts only to be exited.
+   ends with Outcome.exited_goal. Only events dated at or after the run's trigger event (or
+   its `started_at`, whichever is earlier) are goals for it: an older event (e.g. imported
+   late) is history, not a goal reached during the run. Queued runs are exited before active ones, so no queued run starts only to be exited.
 2. `wait_for`: each run waiting for this event name whose conditions hold resumes into its
    `on_event` branch, with this event as its `event`. The event counts when it is dated at or
    after the moment the wait began, or was received in that same instant (a run that began
@@ -37,7 +37,7 @@ from tidings.engine.context import all_hold, build_context
 from tidings.engine.decision import ContactState, Decision, Draft, Environment
 from tidings.engine.positions import PositionError, step_at
 from tidings.engine.runner import WAIT_STARTED, Runner
-from tidings.engine.triggers import apply_trigger
+from tidings.engine.triggers import TRIGGERED_AT, apply_trigger
 from tidings.errors import ConditionError
 from tidings.model.durations import format_duration
 from tidings.model.events import Event
@@ -119,7 +119,7 @@ def _exit_goals(draft: Draft, workflows: Sequence[CompiledWorkflow], event: Even
     reached: list[tuple[CompiledWorkflow, Run, Goal]] = []
     for run in draft.active_runs():
         workflow = _workflow_for(workflows, run)
-        if workflow is None or event.occurred_at < run.started_at:
+        if workflow is None or event.occurred_at < _goal_horizon(run):
             continue
         goal = _goal_reached(draft, workflow, run, event)
         if goal is not None:
@@ -131,6 +131,13 @@ def _exit_goals(draft: Draft, workflows: Sequence[CompiledWorkflow], event: Even
             continue
         reason = goal.reason or f"goal reached: {event.name}"
         Runner(draft, workflow).finish(current, Outcome.exited_goal, reason)
+
+
+def _goal_horizon(run: Run) -> datetime:
+    """Goals count from the trigger event's date (client clocks and processing lag aside)."""
+    raw = run.vars.get(TRIGGERED_AT)
+    triggered = datetime.fromisoformat(raw) if isinstance(raw, str) else run.started_at
+    return min(triggered, run.started_at)
 
 
 def _goal_reached(draft: Draft, workflow: CompiledWorkflow, run: Run, event: Event) -> Goal | None:

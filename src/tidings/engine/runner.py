@@ -98,7 +98,7 @@ class Runner:
 
     def resume_on_event(self, run: Run, event: Event) -> Run:
         """A waited-for event arrived: continue into `on_event` with it as the run's event."""
-        run = self._advanced(run).model_copy(update={"event": event.template_view()})
+        run = self._advanced(run).model_copy(update={"event": event.snapshot()})
         self._note(
             TraceKind.resumed, run, f"received {event.name}", step=run.position, event_id=event.id
         )

@@ -39,6 +39,10 @@ from tidings.model.workflow import Mode
 RUN_ID_HEX = 20
 
 
+TRIGGERED_AT = "triggered_at"
+"""Run var: the trigger event's own date; goals dated before it are history, not goals."""
+
+
 def run_id(workflow_id: str, contact_id: str, key: str, event_id: str) -> str:
     """The deterministic id of the run an event starts for a contact and key."""
     material = "\x1f".join((workflow_id, contact_id, key, event_id)).encode("utf-8")
@@ -98,7 +102,8 @@ def apply_trigger(draft: Draft, workflow: CompiledWorkflow, event: Event) -> Non
         started_at=draft.now,
         updated_at=draft.now,
         trigger_event_id=event.id,
-        event=event.template_view(),
+        event=event.snapshot(),
+        vars={TRIGGERED_AT: event.occurred_at.isoformat()},
     )
     _apply_mode(draft, workflow, run, event)
 

@@ -72,6 +72,12 @@ class Event(BaseModel):
             raise ValueError("expected a time with a UTC offset")
         return value
 
+    def snapshot(self) -> dict[str, Any]:
+        """The template view as JSON (the date as ISO 8601 text), for storing with a run."""
+        view = self.template_view()
+        view["date"] = self.occurred_at.isoformat()
+        return view
+
     def template_view(self) -> dict[str, Any]:
         """What templates and conditions see as `event`."""
         return {
