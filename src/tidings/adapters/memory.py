@@ -1,0 +1,470 @@
+"""The in-memory store: the SQL store's twin for tests, previews and dry runs.
+
+It keeps the same contract as `SqlStore` — times in UTC, JSON fields that must survive a JSON
+round trip, identifiers unique to one contact, keys that make outbox inserts idempotent — so the
+one contract suite runs over both. Transactions are serialised by a lock (like SQLite's single
+writer) and undone from a journal when the block raises.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from tidings.adapters.clock import as_utc
+from tidings.errors import StoreError
+from tidings.model.contacts import Contact
+from tidings.model.events import Event, IdentifierKind
+from tidings.model.messages import Message, MessageStatus
+from tidings.model.runs import Run, RunStatus
+from tidings.model.trace import TraceEntry
+from tidings.ports import RunCount
+
+M = TypeVar("M", bound=BaseModel)
+_MISSING: Any = object()
+_KIND_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
+# Fields stored as JSON by the SQL store: here they make the same round trip, so a value SQL
+# would refuse (a datetime, NaN) is refused here too, and stored data never aliases the caller's.
+_JSON_FIELDS = {
+    Contact: ("attributes",),
+    Event: ("properties", "contact_properties", "object"),
+    Run: ("event", "vars"),
+    TraceEntry: ("data",),
+}
+
+
+# Fields `save_message` replaces; the content (to, subject, bodies...) is fixed once recorded.
+_DELIVERY_STATE = (
+    "status",
+    "attempts",
+    "not_before",
+    "next_attempt_at",
+    "last_error",
+    "sent_at",
+    "provider_id",
+)
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return as_utc(value)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def _json_copy(value: Any) -> Any:
+    return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+
+
+def _stored(model: M) -> M:
+    """The model as the store keeps it: every datetime in UTC, JSON fields copied through JSON."""
+    json_fields = _JSON_FIELDS.get(type(model), ())
+    update: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        try:
+            if isinstance(value, datetime):
+                update[name] = as_utc(value)
+            elif name in json_fields:
+                update[name] = _json_copy(value)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{type(model).__name__}.{name}: {exc}") from exc
+    return model.model_copy(update=update)
+
+
+def _out(model: M) -> M:
+    """A copy for the caller, so mutating a returned dict never edits the store."""
+    return model.model_copy(deep=True)
+
+
+def _message_due(message: Message) -> datetime:
+    """When a pending message may next be attempted: not before either time."""
+    if message.next_attempt_at is None:
+        return message.not_before
+    return max(message.not_before, message.next_attempt_at)
+
+
+class _Journal:
+    """Undo steps for one transaction, replayed backwards on rollback."""
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+
+    def put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
+        old = mapping.get(key, _MISSING)
+        mapping[key] = value
+        if old is _MISSING:
+            self._undo.append(lambda: mapping.pop(key, None))
+        else:
+            self._undo.append(lambda: mapping.__setitem__(key, old))
+
+    def pop(self, mapping: dict[Any, Any], key: Any) -> None:
+        if key in mapping:
+            old = mapping.pop(key)
+            self._undo.append(lambda: mapping.__setitem__(key, old))
+
+    def append(self, items: list[Any], value: Any) -> None:
+        items.append(value)
+        self._undo.append(items.pop)
+
+    def add(self, items: set[Any], value: Any) -> None:
+        if value not in items:
+            items.add(value)
+            self._undo.append(lambda: items.discard(value))
+
+    def rollback(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+
+@dataclass
+class _State:
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    owners: dict[tuple[IdentifierKind, str], str] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)  # events[seq - 1]
+    dedup: dict[str, int] = field(default_factory=dict)
+    processed: set[int] = field(default_factory=set)
+    # Every seq below marks["low_water"] is processed: claims start scanning there.
+    marks: dict[str, int] = field(default_factory=lambda: {"low_water": 1})
+    events_by_contact: dict[str, list[int]] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
+    runs_by_contact: dict[str, dict[str, None]] = field(default_factory=dict)
+    trace: list[TraceEntry] = field(default_factory=list)
+    trace_by_contact: dict[str, list[int]] = field(default_factory=dict)
+    messages: dict[str, Message] = field(default_factory=dict)
+    leases: dict[str, datetime] = field(default_factory=dict)
+    versions: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+class MemoryStore:
+    """A store held in memory; one transaction at a time, rolled back on exception."""
+
+    def __init__(self) -> None:
+        self._state = _State()
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryUnitOfWork]:
+        """One unit of work; blocks while another thread holds one."""
+        if self._owner == threading.get_ident():
+            # The SQL stores would wait on themselves here (SQLite's write lock): say so instead.
+            raise StoreError("a transaction is already open in this thread")
+        with self._lock:
+            self._owner = threading.get_ident()
+            journal = _Journal()
+            try:
+                yield MemoryUnitOfWork(self._state, journal)
+            except BaseException:
+                journal.rollback()
+                raise
+            finally:
+                self._owner = None
+
+
+class MemoryUnitOfWork:
+    """Everything the store offers, applied to memory and journaled for rollback."""
+
+    def __init__(self, state: _State, journal: _Journal) -> None:
+        self._s = state
+        self._j = journal
+
+    # -- contacts -------------------------------------------------------------------------
+
+    def find_contacts(self, identifiers: Mapping[IdentifierKind, str]) -> list[Contact]:
+        """Every contact holding any of these identifiers, oldest first."""
+        ids = {self._s.owners.get((IdentifierKind(k), v)) for k, v in identifiers.items()}
+        found = [self._s.contacts[i] for i in ids if i is not None]
+        return [_out(c) for c in sorted(found, key=lambda c: (c.created_at, c.id))]
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        """One contact by id."""
+        contact = self._s.contacts.get(contact_id)
+        return _out(contact) if contact else None
+
+    def save_contact(self, contact: Contact) -> None:
+        """Insert or replace a contact and its identifiers; an identifier held by another
+        contact is refused (moving it is the caller's decision)."""
+        new = {(IdentifierKind(k), v) for k, v in contact.identifiers.items()}
+        for pair in sorted(new):
+            owner = self._s.owners.get(pair)
+            if owner is not None and owner != contact.id:
+                raise StoreError(
+                    f"identifier {pair[0].value}={pair[1]!r} belongs to contact {owner!r}"
+                )
+        old = self._s.contacts.get(contact.id)
+        for kind, value in old.identifiers.items() if old else ():
+            if (kind, value) not in new:
+                self._j.pop(self._s.owners, (kind, value))
+        for pair in new:
+            self._j.put(self._s.owners, pair, contact.id)
+        ordered = dict(sorted(contact.identifiers.items(), key=lambda kv: _KIND_ORDER[kv[0]]))
+        self._j.put(
+            self._s.contacts,
+            contact.id,
+            _stored(contact.model_copy(update={"identifiers": ordered})),
+        )
+
+    # -- events ---------------------------------------------------------------------------
+
+    def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
+        """Store an event (seq assigned); with a dedup key seen before, return that one, False."""
+        if dedup_key is not None and dedup_key in self._s.dedup:
+            return _out(self._s.events[self._s.dedup[dedup_key] - 1]), False
+        seq = len(self._s.events) + 1
+        stored = _stored(event.model_copy(update={"seq": seq}))
+        self._j.append(self._s.events, stored)
+        if dedup_key is not None:
+            self._j.put(self._s.dedup, dedup_key, seq)
+        if stored.contact_id is not None:
+            if stored.contact_id not in self._s.events_by_contact:
+                self._j.put(self._s.events_by_contact, stored.contact_id, [])
+            self._j.append(self._s.events_by_contact[stored.contact_id], seq)
+        return _out(stored), True
+
+    def claim_events(self, limit: int) -> list[Event]:
+        """Unprocessed events in seq order (transactions are serialised, so no lock is needed)."""
+        claimed: list[Event] = []
+        seq = self._s.marks["low_water"]
+        while seq <= len(self._s.events) and len(claimed) < limit:
+            if seq not in self._s.processed:
+                claimed.append(_out(self._s.events[seq - 1]))
+            seq += 1
+        return claimed
+
+    def mark_events_processed(self, seqs: Sequence[int]) -> None:
+        """Mark events as applied to the workflows."""
+        for seq in seqs:
+            if 1 <= seq <= len(self._s.events):
+                self._j.add(self._s.processed, seq)
+        low = self._s.marks["low_water"]
+        while low in self._s.processed:
+            low += 1
+        self._j.put(self._s.marks, "low_water", low)
+
+    def contact_events(
+        self,
+        contact_id: str,
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Event]:
+        """A contact's events by event time (then seq); `since` and `until` are inclusive."""
+        seqs = self._s.events_by_contact.get(contact_id, [])
+        events = [self._s.events[seq - 1] for seq in seqs]
+        chosen = _filter_events(events, names, since, until)
+        return [_out(e) for e in sorted(chosen, key=lambda e: (e.occurred_at, e.seq or 0))]
+
+    def list_events(
+        self,
+        *,
+        contact_id: str | None = None,
+        names: Collection[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Event], int]:
+        """A page of events, newest first (event time, then seq), and how many match in all."""
+        events = self._s.events
+        if contact_id is not None:
+            events = [
+                self._s.events[seq - 1] for seq in self._s.events_by_contact.get(contact_id, [])
+            ]
+        chosen = _filter_events(events, names, start, end)
+        chosen.sort(key=lambda e: (e.occurred_at, e.seq or 0), reverse=True)
+        return [_out(e) for e in chosen[offset : offset + limit]], len(chosen)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def save_runs(self, runs: Sequence[Run]) -> None:
+        """Insert or replace runs by id."""
+        for run in runs:
+            old = self._s.runs.get(run.id)
+            if old is not None and old.contact_id != run.contact_id:
+                self._j.pop(self._s.runs_by_contact[old.contact_id], run.id)
+            if run.contact_id not in self._s.runs_by_contact:
+                self._j.put(self._s.runs_by_contact, run.contact_id, {})
+            self._j.put(self._s.runs_by_contact[run.contact_id], run.id, None)
+            self._j.put(self._s.runs, run.id, _stored(run))
+
+    def get_run(self, run_id: str) -> Run | None:
+        """One run by id."""
+        run = self._s.runs.get(run_id)
+        return _out(run) if run else None
+
+    def runs_for_contact(self, contact_id: str, *, active_only: bool = True) -> list[Run]:
+        """A contact's runs, oldest first (by start, then id)."""
+        runs = [self._s.runs[i] for i in self._s.runs_by_contact.get(contact_id, {})]
+        chosen = [r for r in runs if r.is_active or not active_only]
+        return [_out(r) for r in sorted(chosen, key=lambda r: (r.started_at, r.id))]
+
+    def last_runs(self, contact_id: str) -> list[Run]:
+        """The most recent run (by start, then id) of each (workflow, key), oldest first."""
+        latest: dict[tuple[str, str], Run] = {}
+        for run in self.runs_for_contact(contact_id, active_only=False):
+            latest[(run.workflow_id, run.key)] = run
+        return sorted(latest.values(), key=lambda r: (r.started_at, r.id))
+
+    def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
+        """Waiting runs with `due_at <= now`, earliest first (then by id)."""
+        now = _utc(now)
+        due = [
+            r
+            for r in self._s.runs.values()
+            if r.status is RunStatus.waiting and r.due_at is not None and r.due_at <= now
+        ]
+        due.sort(key=lambda r: (r.due_at or now, r.id))
+        return [_out(r) for r in due[:limit]]
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest due time of any waiting run."""
+        times = [
+            r.due_at
+            for r in self._s.runs.values()
+            if r.status is RunStatus.waiting and r.due_at is not None
+        ]
+        return min(times, default=None)
+
+    def run_counts(self) -> list[RunCount]:
+        """Runs per workflow, status and step, with the earliest due time among them."""
+        groups: dict[tuple[str, str, str], list[Run]] = {}
+        for run in self._s.runs.values():
+            groups.setdefault((run.workflow_id, run.status.value, run.position), []).append(run)
+        return [
+            RunCount(
+                workflow_id=wid,
+                status=status,
+                position=position,
+                count=len(runs),
+                next_due_at=min((r.due_at for r in runs if r.due_at is not None), default=None),
+            )
+            for (wid, status, position), runs in sorted(groups.items())
+        ]
+
+    # -- trace ----------------------------------------------------------------------------
+
+    def add_trace(self, entries: Sequence[TraceEntry]) -> None:
+        """Append trace entries."""
+        for entry in entries:
+            stored = _stored(entry)
+            if stored.contact_id not in self._s.trace_by_contact:
+                self._j.put(self._s.trace_by_contact, stored.contact_id, [])
+            self._j.append(self._s.trace_by_contact[stored.contact_id], len(self._s.trace))
+            self._j.append(self._s.trace, stored)
+
+    def trace_for_contact(
+        self, contact_id: str, workflow_id: str | None = None
+    ) -> list[TraceEntry]:
+        """A contact's trace in time order (entries at the same time in the order added)."""
+        entries = [self._s.trace[i] for i in self._s.trace_by_contact.get(contact_id, [])]
+        if workflow_id is not None:
+            entries = [e for e in entries if e.workflow_id == workflow_id]
+        return [_out(e) for e in sorted(entries, key=lambda e: e.at)]
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def add_messages(self, messages: Sequence[Message]) -> int:
+        """Insert messages whose key is new; return how many were new."""
+        added = 0
+        for message in messages:
+            if message.key not in self._s.messages:
+                self._j.put(self._s.messages, message.key, _stored(message))
+                added += 1
+        return added
+
+    def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
+        """Due pending messages and expired `sending` ones, earliest due first, now sending."""
+        now = _utc(now)
+        due = [
+            m
+            for m in self._s.messages.values()
+            if (m.status is MessageStatus.pending and _message_due(m) <= now)
+            or (m.status is MessageStatus.sending and self._s.leases.get(m.key, now) <= now)
+        ]
+        due.sort(key=lambda m: (_message_due(m), m.key))
+        claimed = []
+        for message in due[:limit]:
+            sending = message.model_copy(update={"status": MessageStatus.sending})
+            self._j.put(self._s.messages, message.key, sending)
+            self._j.put(self._s.leases, message.key, now + lease)
+            claimed.append(_out(sending))
+        return claimed
+
+    def save_message(self, message: Message) -> None:
+        """Replace a message's delivery state (status, attempts, times, error, provider id)."""
+        stored = self._s.messages.get(message.key)
+        if stored is None:
+            raise StoreError(f"no message with key {message.key!r} in the outbox")
+        fresh = _stored(message)
+        update = {name: getattr(fresh, name) for name in _DELIVERY_STATE}
+        self._j.put(self._s.messages, message.key, stored.model_copy(update=update))
+        if message.status is not MessageStatus.sending:
+            self._j.pop(self._s.leases, message.key)
+
+    def get_message(self, key: str) -> Message | None:
+        """One message by key."""
+        message = self._s.messages.get(key)
+        return _out(message) if message else None
+
+    def messages_for_contact(self, contact_id: str) -> list[Message]:
+        """A contact's messages, oldest first (by creation, then key)."""
+        chosen = [m for m in self._s.messages.values() if m.contact_id == contact_id]
+        return [_out(m) for m in sorted(chosen, key=lambda m: (m.created_at, m.key))]
+
+    def next_message_due_at(self) -> datetime | None:
+        """When the earliest pending message is due, or a `sending` lease runs out."""
+        times = [
+            _message_due(m) for m in self._s.messages.values() if m.status is MessageStatus.pending
+        ]
+        times += [
+            self._s.leases[m.key]
+            for m in self._s.messages.values()
+            if m.status is MessageStatus.sending and m.key in self._s.leases
+        ]
+        return min(times, default=None)
+
+    # -- workflow versions ----------------------------------------------------------------
+
+    def save_workflow_version(self, workflow_id: str, version: str, source: str) -> None:
+        """Keep a version's source; the same version with other source is refused."""
+        kept = self._s.versions.get((workflow_id, version))
+        if kept is None:
+            self._j.put(self._s.versions, (workflow_id, version), source)
+        elif kept != source:
+            raise StoreError(_version_clash(workflow_id, version))
+
+    def get_workflow_version(self, workflow_id: str, version: str) -> str | None:
+        """The source of a kept version, or None."""
+        return self._s.versions.get((workflow_id, version))
+
+
+def _version_clash(workflow_id: str, version: str) -> str:
+    return f"workflow {workflow_id!r} version {version!r} is already kept with different source"
+
+
+def _filter_events(
+    events: Sequence[Event],
+    names: Collection[str] | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[Event]:
+    """Events matching a name set and an inclusive time window."""
+    wanted = set(names) if names is not None else None
+    low = _utc(start) if start is not None else None
+    high = _utc(end) if end is not None else None
+    return [
+        e
+        for e in events
+        if (wanted is None or e.name in wanted)
+        and (low is None or e.occurred_at >= low)
+        and (high is None or e.occurred_at <= high)
+    ]
