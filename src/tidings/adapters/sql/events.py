@@ -1,0 +1,143 @@
+"""The event log in SQL: inserts deduplicated by key, claims in `seq` order, history queries."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from tidings.adapters.clock import as_utc
+from tidings.adapters.sql import mapping
+from tidings.adapters.sql.statements import Queries, chunks
+from tidings.adapters.sql.tables import UNPROCESSED, events
+from tidings.model.events import Event
+
+_e = events
+
+
+def _window(
+    names: Collection[str] | None, start: datetime | None, end: datetime | None
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions for a name set and an inclusive time window on `occurred_at`."""
+    where: list[sa.ColumnElement[bool]] = []
+    if names is not None:
+        where.append(_e.c.name.in_(list(names)))
+    if start is not None:
+        where.append(_e.c.occurred_at >= start)
+    if end is not None:
+        where.append(_e.c.occurred_at <= end)
+    return where
+
+
+class EventQueries(Queries):
+    """The `EventLog` port over one connection."""
+
+    def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
+        """Store an event (seq assigned); with a dedup key seen before, return that one, False."""
+        stmt = self._insert(_e).values(mapping.event_values(event, dedup_key))
+        if dedup_key is not None:
+            # ON CONFLICT rather than catching IntegrityError: a concurrent insert of the same
+            # key waits for the other transaction and then does nothing, and ours stays usable.
+            stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"])
+        seq = self._execute(stmt.returning(_e.c.seq)).scalar_one_or_none()
+        if seq is None:
+            row = self._execute(sa.select(_e).where(_e.c.dedup_key == dedup_key)).mappings()
+            return mapping.event_from_row(row.one()), False
+        stored = {
+            "seq": seq,
+            "occurred_at": as_utc(event.occurred_at),
+            "received_at": as_utc(event.received_at),
+        }
+        return event.model_copy(update=stored), True
+
+    def claim_events(self, limit: int) -> list[Event]:
+        """Unprocessed events in seq order, locked for this transaction.
+
+        On PostgreSQL, other processes' claims are skipped, and so is any event whose contact
+        has an earlier event another process is still holding: per-contact order is kept.
+        """
+        stmt = (
+            sa.select(_e)
+            .where(UNPROCESSED)
+            .order_by(_e.c.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = list(self._execute(stmt).mappings())
+        if self._postgres and rows:
+            rows = self._without_blocked_contacts(rows)
+        return [mapping.event_from_row(row) for row in rows]
+
+    def _without_blocked_contacts(self, rows: list[sa.RowMapping]) -> list[sa.RowMapping]:
+        """Drop claimed events that come after an earlier event of theirs held elsewhere."""
+        claimed = [row["seq"] for row in rows]
+        contact_ids = {row["contact_id"] for row in rows if row["contact_id"] is not None}
+        if not contact_ids:
+            return rows
+        # An unprocessed event below our highest seq that we did not get is locked by another
+        # transaction (SKIP LOCKED passed it over): that contact's later events must wait.
+        blocked = dict(
+            self._execute(
+                sa.select(_e.c.contact_id, sa.func.min(_e.c.seq))
+                .where(
+                    UNPROCESSED,
+                    _e.c.contact_id.in_(contact_ids),
+                    _e.c.seq < max(claimed),
+                    _e.c.seq.not_in(claimed),
+                )
+                .group_by(_e.c.contact_id)
+            ).all()
+        )
+        return [row for row in rows if row["seq"] < blocked.get(row["contact_id"], row["seq"] + 1)]
+
+    def mark_events_processed(self, seqs: Sequence[int]) -> None:
+        """Mark events as applied to the workflows (same transaction as their effects)."""
+        for part in chunks(sorted(set(seqs))):
+            self._execute(
+                sa.update(_e)
+                .where(_e.c.seq.in_(part))
+                .values(processed=True, processed_at=sa.func.now())
+            )
+
+    def contact_events(
+        self,
+        contact_id: str,
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Event]:
+        """A contact's events by event time (then seq); `since` and `until` are inclusive."""
+        stmt = (
+            sa.select(_e)
+            .where(_e.c.contact_id == contact_id, *_window(names, since, until))
+            .order_by(_e.c.occurred_at, _e.c.seq)
+        )
+        return [mapping.event_from_row(row) for row in self._execute(stmt).mappings()]
+
+    def list_events(
+        self,
+        *,
+        contact_id: str | None = None,
+        names: Collection[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Event], int]:
+        """A page of events, newest first (event time, then seq), and how many match in all."""
+        where: list[Any] = _window(names, start, end)
+        if contact_id is not None:
+            where.append(_e.c.contact_id == contact_id)
+        total = self._execute(sa.select(sa.func.count()).select_from(_e).where(*where))
+        page = (
+            sa.select(_e)
+            .where(*where)
+            .order_by(_e.c.occurred_at.desc(), _e.c.seq.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        found = [mapping.event_from_row(row) for row in self._execute(page).mappings()]
+        return found, int(total.scalar_one())

@@ -1,0 +1,234 @@
+"""Rows to domain objects and back: the explicit boundary between SQL and the model.
+
+Writers produce plain dicts of column values (for bulk `insert().values` / executemany);
+readers take a SQLAlchemy `RowMapping`. Times are converted to UTC by the `UTCDateTime` column
+type, so both directions here deal only in shapes: enums to text, tuples and sets to JSON lists,
+bookkeeping columns (message `due_at`, `lease_until`) that the domain does not see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from tidings.model.contacts import Channel, Contact
+from tidings.model.events import Event, IdentifierKind
+from tidings.model.messages import Message, MessageStatus
+from tidings.model.runs import Outcome, Run, RunStatus
+from tidings.model.trace import TraceEntry, TraceKind
+
+Values = dict[str, Any]
+_KIND_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
+
+
+def contact_values(contact: Contact) -> Values:
+    """Column values of a contact row (identifiers go to their own table)."""
+    return {
+        "id": contact.id,
+        "attributes": contact.attributes,
+        "timezone": contact.timezone,
+        "unsubscribed": sorted(channel.value for channel in contact.unsubscribed),
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
+    }
+
+
+def contact_from_row(row: RowMapping, identifiers: Mapping[str, str]) -> Contact:
+    """A contact from its row and its (kind -> value) identifiers."""
+    ordered = sorted(
+        ((IdentifierKind(kind), value) for kind, value in identifiers.items()),
+        key=lambda pair: _KIND_ORDER[pair[0]],
+    )
+    return Contact(
+        id=row["id"],
+        identifiers=dict(ordered),
+        attributes=row["attributes"],
+        timezone=row["timezone"],
+        unsubscribed=frozenset(Channel(c) for c in row["unsubscribed"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def event_values(event: Event, dedup_key: str | None) -> Values:
+    """Column values of a new event row (`seq` is assigned by the database)."""
+    return {
+        "id": event.id,
+        "name": event.name,
+        "contact_id": event.contact_id,
+        "identifiers": {kind.value: value for kind, value in event.identifiers.items()},
+        "occurred_at": event.occurred_at,
+        "received_at": event.received_at,
+        "properties": event.properties,
+        "contact_properties": event.contact_properties,
+        "object": event.object,
+        "conflicts": {kind.value: value for kind, value in event.conflicts.items()},
+        "source": event.source,
+        "dedup_key": dedup_key,
+        "processed": False,
+    }
+
+
+def event_from_row(row: RowMapping) -> Event:
+    """An event from its row."""
+    return Event(
+        id=row["id"],
+        name=row["name"],
+        identifiers=row["identifiers"],
+        occurred_at=row["occurred_at"],
+        received_at=row["received_at"],
+        properties=row["properties"],
+        contact_properties=row["contact_properties"],
+        object=row["object"],
+        contact_id=row["contact_id"],
+        seq=row["seq"],
+        source=row["source"],
+        conflicts=row["conflicts"],
+    )
+
+
+def run_values(run: Run) -> Values:
+    """Column values of a run row."""
+    return {
+        "id": run.id,
+        "workflow_id": run.workflow_id,
+        "workflow_version": run.workflow_version,
+        "contact_id": run.contact_id,
+        "key": run.key,
+        "status": run.status.value,
+        "position": run.position,
+        "due_at": run.due_at,
+        "waiting_for": list(run.waiting_for),
+        "started_at": run.started_at,
+        "updated_at": run.updated_at,
+        "finished_at": run.finished_at,
+        "outcome": run.outcome.value if run.outcome else None,
+        "reason": run.reason,
+        "trigger_event_id": run.trigger_event_id,
+        "event": run.event,
+        "vars": run.vars,
+        "seq": run.seq,
+    }
+
+
+def run_from_row(row: RowMapping) -> Run:
+    """A run from its row."""
+    return Run(
+        id=row["id"],
+        workflow_id=row["workflow_id"],
+        workflow_version=row["workflow_version"],
+        contact_id=row["contact_id"],
+        key=row["key"],
+        status=RunStatus(row["status"]),
+        position=row["position"],
+        due_at=row["due_at"],
+        waiting_for=tuple(row["waiting_for"]),
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        reason=row["reason"],
+        trigger_event_id=row["trigger_event_id"],
+        event=row["event"],
+        vars=row["vars"],
+        seq=row["seq"],
+    )
+
+
+def trace_values(entry: TraceEntry) -> Values:
+    """Column values of a trace row (`id` is assigned by the database)."""
+    return {
+        "at": entry.at,
+        "contact_id": entry.contact_id,
+        "workflow_id": entry.workflow_id,
+        "run_id": entry.run_id,
+        "step": entry.step,
+        "kind": entry.kind.value,
+        "message": entry.message,
+        "data": entry.data,
+    }
+
+
+def trace_from_row(row: RowMapping) -> TraceEntry:
+    """A trace entry from its row."""
+    return TraceEntry(
+        at=row["at"],
+        contact_id=row["contact_id"],
+        workflow_id=row["workflow_id"],
+        run_id=row["run_id"],
+        step=row["step"],
+        kind=TraceKind(row["kind"]),
+        message=row["message"],
+        data=row["data"],
+    )
+
+
+def message_due_at(not_before: datetime, next_attempt_at: datetime | None) -> datetime:
+    """When a pending message may next be attempted: not before either time."""
+    return not_before if next_attempt_at is None else max(not_before, next_attempt_at)
+
+
+def delivery_values(message: Message) -> Values:
+    """The columns `save_message` replaces: delivery state, never the content."""
+    return {
+        "status": message.status.value,
+        "attempts": message.attempts,
+        "not_before": message.not_before,
+        "next_attempt_at": message.next_attempt_at,
+        "last_error": message.last_error,
+        "sent_at": message.sent_at,
+        "provider_id": message.provider_id,
+        "due_at": message_due_at(message.not_before, message.next_attempt_at),
+    }
+
+
+def message_values(message: Message) -> Values:
+    """Column values of a new outbox row."""
+    return {
+        "key": message.key,
+        "channel": message.channel.value,
+        "run_id": message.run_id,
+        "contact_id": message.contact_id,
+        "workflow_id": message.workflow_id,
+        "step": message.step,
+        "to": message.to,
+        "sender": message.sender,
+        "reply_to": message.reply_to,
+        "subject": message.subject,
+        "html": message.html,
+        "text": message.text,
+        "transactional": message.transactional,
+        "created_at": message.created_at,
+        **delivery_values(message),
+        "lease_until": None,
+    }
+
+
+def message_from_row(row: RowMapping) -> Message:
+    """An outbox message from its row."""
+    return Message(
+        key=row["key"],
+        channel=Channel(row["channel"]),
+        run_id=row["run_id"],
+        contact_id=row["contact_id"],
+        workflow_id=row["workflow_id"],
+        step=row["step"],
+        to=row["to"],
+        sender=row["sender"],
+        reply_to=row["reply_to"],
+        subject=row["subject"],
+        html=row["html"],
+        text=row["text"],
+        transactional=row["transactional"],
+        created_at=row["created_at"],
+        not_before=row["not_before"],
+        status=MessageStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        sent_at=row["sent_at"],
+        provider_id=row["provider_id"],
+    )

@@ -1,0 +1,1 @@
+"""Alembic migration scripts for the SQL store (run by `tidings.adapters.sql.migrate`)."""

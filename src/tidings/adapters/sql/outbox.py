@@ -1,0 +1,95 @@
+"""The outbox in SQL: idempotent inserts by key, leased claims, delivery state updates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from tidings.adapters.sql import mapping
+from tidings.adapters.sql.statements import Queries, chunks
+from tidings.adapters.sql.tables import messages
+from tidings.errors import StoreError
+from tidings.model.messages import Message, MessageStatus
+
+_m = messages
+_PENDING = _m.c.status == sa.literal_column(f"'{MessageStatus.pending.value}'")
+_SENDING = _m.c.status == sa.literal_column(f"'{MessageStatus.sending.value}'")
+
+
+class OutboxQueries(Queries):
+    """The `Outbox` port over one connection."""
+
+    def add_messages(self, messages: Sequence[Message]) -> int:
+        """Insert messages whose key is new; return how many were new."""
+        added = 0
+        stmt = self._insert(_m).on_conflict_do_nothing(index_elements=["key"])
+        for part in chunks([mapping.message_values(m) for m in messages], 500):
+            # RETURNING lists only the rows actually inserted (a conflict returns nothing).
+            added += len(self._execute(stmt.returning(_m.c.key), part).all())
+        return added
+
+    def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
+        """Due pending messages (and `sending` ones whose lease expired), now marked sending.
+
+        The lease is how long the claimant may take; past it, another worker may claim the
+        message again (its sender died). Earliest due first.
+        """
+        due = sa.or_(
+            sa.and_(_PENDING, _m.c.due_at <= now), sa.and_(_SENDING, _m.c.lease_until <= now)
+        )
+        keys = list(
+            self._execute(
+                sa.select(_m.c.key)
+                .where(due)
+                .order_by(_m.c.due_at, self._text_order(_m.c.key))
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        if not keys:
+            return []
+        rows = self._execute(
+            sa.update(_m)
+            .where(_m.c.key.in_(keys))
+            .values(status=MessageStatus.sending.value, lease_until=now + lease)
+            .returning(*_m.c)
+        ).mappings()
+        ordered = sorted(rows, key=lambda row: (row["due_at"], row["key"]))
+        return [mapping.message_from_row(row) for row in ordered]
+
+    def save_message(self, message: Message) -> None:
+        """Replace a message's delivery state by key (its content never changes)."""
+        values: dict[str, Any] = mapping.delivery_values(message)
+        if message.status is not MessageStatus.sending:
+            values["lease_until"] = None
+        done = self._execute(
+            sa.update(_m).where(_m.c.key == message.key).values(values).returning(_m.c.key)
+        ).first()
+        if done is None:
+            raise StoreError(f"no message with key {message.key!r} in the outbox")
+
+    def get_message(self, key: str) -> Message | None:
+        """One message by key."""
+        row = self._execute(sa.select(_m).where(_m.c.key == key)).mappings().first()
+        return mapping.message_from_row(row) if row else None
+
+    def messages_for_contact(self, contact_id: str) -> list[Message]:
+        """A contact's messages, oldest first (by creation, then key)."""
+        stmt = (
+            sa.select(_m)
+            .where(_m.c.contact_id == contact_id)
+            .order_by(_m.c.created_at, self._text_order(_m.c.key))
+        )
+        return [mapping.message_from_row(row) for row in self._execute(stmt).mappings()]
+
+    def next_message_due_at(self) -> datetime | None:
+        """When the earliest pending message is due, or a `sending` lease runs out."""
+        # Two scalar subqueries, each answered from the (status, due_at) index or a few rows.
+        pending = sa.select(sa.func.min(_m.c.due_at)).where(_PENDING).scalar_subquery()
+        leased = sa.select(sa.func.min(_m.c.lease_until)).where(_SENDING).scalar_subquery()
+        first, second = self._execute(sa.select(pending, leased)).one()
+        times = [t for t in (first, second) if t is not None]
+        return min(times, default=None)

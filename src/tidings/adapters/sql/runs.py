@@ -1,0 +1,91 @@
+"""Runs in SQL: bulk upserts, per-contact lookups, and claims of due runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from tidings.adapters.sql import mapping
+from tidings.adapters.sql.statements import Queries
+from tidings.adapters.sql.tables import WAITING, runs
+from tidings.model.runs import Run, RunStatus
+from tidings.ports import RunCount
+
+_r = runs
+_ACTIVE = _r.c.status != sa.literal_column(f"'{RunStatus.finished.value}'")
+
+
+class RunQueries(Queries):
+    """The `RunStore` port over one connection."""
+
+    def save_runs(self, runs: Sequence[Run]) -> None:
+        """Insert or replace runs by id, in one executemany."""
+        self._upsert(_r, [mapping.run_values(run) for run in runs], ["id"])
+
+    def get_run(self, run_id: str) -> Run | None:
+        """One run by id."""
+        row = self._execute(sa.select(_r).where(_r.c.id == run_id)).mappings().first()
+        return mapping.run_from_row(row) if row else None
+
+    def runs_for_contact(self, contact_id: str, *, active_only: bool = True) -> list[Run]:
+        """A contact's runs, oldest first (by start, then id)."""
+        stmt = (
+            sa.select(_r)
+            .where(_r.c.contact_id == contact_id, *([_ACTIVE] if active_only else []))
+            .order_by(_r.c.started_at, self._text_order(_r.c.id))
+        )
+        return [mapping.run_from_row(row) for row in self._execute(stmt).mappings()]
+
+    def last_runs(self, contact_id: str) -> list[Run]:
+        """The most recent run (by start, then id) of each (workflow, key), oldest first."""
+        newest = (
+            sa.func.row_number()
+            .over(
+                partition_by=(_r.c.workflow_id, _r.c.key),
+                order_by=(_r.c.started_at.desc(), self._text_order(_r.c.id).desc()),
+            )
+            .label("newest")
+        )
+        ranked = sa.select(_r, newest).where(_r.c.contact_id == contact_id).subquery()
+        stmt = (
+            sa.select(ranked)
+            .where(ranked.c.newest == 1)
+            .order_by(ranked.c.started_at, self._text_order(ranked.c.id))
+        )
+        return [mapping.run_from_row(row) for row in self._execute(stmt).mappings()]
+
+    def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
+        """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
+        stmt = (
+            sa.select(_r)
+            .where(WAITING, _r.c.due_at <= now)
+            .order_by(_r.c.due_at, self._text_order(_r.c.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [mapping.run_from_row(row) for row in self._execute(stmt).mappings()]
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest due time of any waiting run."""
+        earliest: datetime | None = self._execute(
+            sa.select(sa.func.min(_r.c.due_at)).where(WAITING)
+        ).scalar_one()
+        return earliest
+
+    def run_counts(self) -> list[RunCount]:
+        """Runs per workflow, status and step, with the earliest due time among them."""
+        stmt = sa.select(
+            _r.c.workflow_id,
+            _r.c.status,
+            _r.c.position,
+            sa.func.count(),
+            sa.func.min(_r.c.due_at),
+        ).group_by(_r.c.workflow_id, _r.c.status, _r.c.position)
+        counts = [
+            RunCount(workflow_id=w, status=s, position=p, count=n, next_due_at=due)
+            for w, s, p, n, due in self._execute(stmt).all()
+        ]
+        # Sorted here, by code point, so every database lists them in the same order.
+        return sorted(counts, key=lambda c: (c.workflow_id, c.status, c.position))
