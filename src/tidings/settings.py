@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int | None = None
     log_level: str = "INFO"
     log_format: str = "json"
+    # Daemon: how long SIGTERM waits for in-flight deliveries (the rest return to the outbox).
+    shutdown_grace_s: float = 20.0
+    # Test-only (docs: bootstrap/daemon.py): read the time from this file instead of the system
+    # clock, and let SIGUSR1 make the daemon look at what is due. Off unless set.
+    clock_file: Path | None = None
 
     _keys = field_validator("api_keys", "tracker_keys", mode="before")(_split_keys)
 
