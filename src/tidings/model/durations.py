@@ -25,7 +25,7 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
         return timedelta(seconds=text)
     raw = text.strip()
     sign = 1
-    if raw[:1] in "+-":
+    if raw[:1] and raw[0] in "+-":
         sign = -1 if raw[0] == "-" else 1
         raw = raw[1:].strip()
     compact = raw.replace(" ", "").lower()

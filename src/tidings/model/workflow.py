@@ -66,6 +66,16 @@ Duration = Annotated[
     BeforeValidator(_duration),
     WithJsonSchema({"type": "string", "description": DURATION_HELP}),
 ]
+
+
+def _time_of_day(value: Any) -> Any:
+    """Accept `9:00` as well as `09:00`: authors write both."""
+    if isinstance(value, str) and re.fullmatch(r"\d:\d\d(:\d\d)?", value.strip()):
+        return "0" + value.strip()
+    return value
+
+
+TimeOfDay = Annotated[time, BeforeValidator(_time_of_day)]
 EventName = Annotated[str, Field(pattern=EVENT_NAME_PATTERN)]
 Expression = Annotated[
     str,
@@ -129,8 +139,8 @@ class Goal(Frozen):
 class QuietHours(Frozen):
     """Sends falling in this local-time window are deferred to its end."""
 
-    start: time
-    end: time
+    start: TimeOfDay
+    end: TimeOfDay
     timezone: str = "contact"
 
     _tz = field_validator("timezone")(_check_timezone)
@@ -143,7 +153,7 @@ class WaitSpec(Frozen):
     """How long to wait: a duration, a time of day (on some weekdays), or a date from the event."""
 
     for_: Duration | None = Field(default=None, alias="for")
-    until: time | None = Field(default=None, description="local time of day, e.g. 09:00")
+    until: TimeOfDay | None = Field(default=None, description="local time of day, e.g. 09:00")
     weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         default_factory=list
     )
@@ -168,9 +178,9 @@ class WaitSpec(Frozen):
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> WaitSpec:
-        kinds = [
-            k for k, v in (("for", self.for_), ("until", self.until), ("date", self.date)) if v
-        ]
+        # `is not None`, not truthiness: 0s must say "positive", and midnight is a time.
+        given = (("for", self.for_), ("until", self.until), ("date", self.date))
+        kinds = [name for name, value in given if value is not None]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(f"expected exactly one of 'for', 'until' or 'date', found {found}")
@@ -353,4 +363,3 @@ Workflow.model_rebuild()
 StepModel = (
     WaitStep | WaitForStep | IfStep | SendEmailStep | SendSmsStep | UpdateContactStep | ExitStep
 )
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
