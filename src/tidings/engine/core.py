@@ -7,7 +7,8 @@ included, so a retried transaction or a `simulate` replay decides exactly the sa
 1. exit goals: each active run (waiting or queued) of a workflow whose `exit` goal matches
    ends with Outcome.exited_goal. Only events dated at or after the run's trigger event (or
    its `started_at`, whichever is earlier) are goals for it: an older event (e.g. imported
-   late) is history, not a goal reached during the run. Queued runs are exited before active ones, so no queued run starts only to be exited.
+   late) is history, not a goal reached during the run. Queued runs are exited before active
+   ones, so no queued run starts only to be exited.
 2. `wait_for`: each run waiting for this event name whose conditions hold resumes into its
    `on_event` branch, with this event as its `event`. The event counts when it is dated at or
    after the moment the wait began, or was received in that same instant (a run that began
