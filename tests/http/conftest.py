@@ -37,10 +37,13 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         event_limits: Limits | None = None,
         duplicate_window: timedelta = timedelta(minutes=5),
         wrap: Callable[[FastAPI], Any] | None = None,
+        db_url: str | None = None,
+        store_wrapper: Callable[[SqlStore], Any] | None = None,
     ) -> Daemon:
-        db_url = f"sqlite:///{tmp_path / f'tidings-{len(running)}.db'}"
-        store = SqlStore(db_url)
-        store.migrate()
+        db_url = db_url or f"sqlite:///{tmp_path / f'tidings-{len(running)}.db'}"
+        sql_store = SqlStore(db_url)
+        sql_store.migrate()
+        store = store_wrapper(sql_store) if store_wrapper is not None else sql_store
         key_store = SqlKeyStore(db_url)
         clock = ManualClock(T0)
         ingest = IngestService(store, clock, limits=event_limits, duplicate_window=duplicate_window)
@@ -69,14 +72,14 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         thread.start()
         if not server.ready.wait(timeout=30):
             raise RuntimeError("uvicorn did not start")
-        running.append((server, thread, store, key_store))
+        running.append((server, thread, sql_store, key_store))
         return Daemon(
             url=f"http://127.0.0.1:{port}",
             db_url=db_url,
             clock=clock,
             ingest=ingest,
             app=app,
-            store=store,
+            store=sql_store,
             keys=key_store,
             wakeups=wakeups,
         )

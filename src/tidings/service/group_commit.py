@@ -44,6 +44,11 @@ class GroupCommitWriter(Generic[T, R]):
         self.commits = 0
         self.items_written = 0
 
+    @property
+    def pending(self) -> int:
+        """How many items wait for the next group (a gauge for metrics and tests)."""
+        return len(self._queue)
+
     async def submit(self, item: T) -> R:
         """Queue one item and wait until the transaction holding it has committed."""
         if self._closed:
