@@ -52,6 +52,12 @@ def head_revision() -> str:
     return head
 
 
+def is_known_revision(revision: str) -> bool:
+    """True when this version of Tidings has a migration script for `revision`."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return any(script.revision == revision for script in scripts.walk_revisions())
+
+
 def current_revision(connection: sa.Connection) -> str | None:
     """The revision the database is at (None: never migrated)."""
     return MigrationContext.configure(connection).get_current_revision()
@@ -63,5 +69,10 @@ def upgrade(engine: sa.Engine) -> Migration:
         if connection.dialect.name == "postgresql":
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_UPGRADE_LOCK)))
         before = current_revision(connection)
+        if before is not None and not is_known_revision(before):
+            raise StoreError(
+                f"the database is at revision {before!r}, which this version of Tidings does"
+                " not know: it was migrated by a newer version"
+            )
         command.upgrade(alembic_config(connection), "head")
         return Migration(before=before, after=head_revision())

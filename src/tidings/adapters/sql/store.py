@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import sqlalchemy as sa
+from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tidings.adapters.sql import mapping
@@ -107,6 +108,8 @@ class SqlStore:
             return upgrade(self._engine)
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.url}: migration failed: {_describe(exc)}") from exc
+        except CommandError as exc:
+            raise StoreError(f"{self.url}: migration failed: {exc}") from exc
 
     def current_revision(self) -> str | None:
         """The schema revision the database is at (None: never migrated)."""

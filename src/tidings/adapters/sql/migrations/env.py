@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+from tidings.adapters.sql import keys  # noqa: F401  (puts api_keys on the metadata)
 from tidings.adapters.sql.tables import metadata
 
 
