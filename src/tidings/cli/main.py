@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tidings import __version__
-from tidings.cli import preview, schema, validate
+from tidings.cli import db, preview, schema, validate
 
 app = typer.Typer(
     name="tidings",
@@ -43,6 +43,7 @@ def _root(
 app.command("validate")(validate.validate)
 app.command("schema")(schema.schema)
 app.command("preview")(preview.preview)
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:
