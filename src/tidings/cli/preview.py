@@ -44,7 +44,8 @@ from tidings.service.preview_report import (
 )
 from tidings.settings import Settings, load_settings
 
-UNSUBSCRIBE_PATH = "/unsubscribe/preview"
+# The daemon's links are `PUBLIC_URL/u/<signed token>`; a preview shows that shape, unsigned.
+PLACEHOLDER_LINK = "{public_url}/u/preview"
 
 
 class OutputFormat(StrEnum):
@@ -99,7 +100,11 @@ def preview(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
     console = Console(soft_wrap=True, highlight=False)
-    problems_console = console if output is OutputFormat.text else Console(stderr=True)
+    problems_console = (
+        console
+        if output is OutputFormat.text
+        else Console(stderr=True, soft_wrap=True, highlight=False)
+    )
     catalog = _catalog(templates, settings.templates_dir)
     loaded = load_workflow(_relative(workflow), catalog)
     problems = [*catalog.problems, *loaded.problems]
@@ -253,7 +258,7 @@ def _summary(report: PreviewReport) -> str:
 
 
 def _environment(catalog: TemplateCatalog, settings: Settings) -> Environment:
-    placeholder = settings.public_url.rstrip("/") + UNSUBSCRIBE_PATH
+    placeholder = PLACEHOLDER_LINK.format(public_url=settings.public_url.rstrip("/"))
     return Environment(
         templates=catalog,
         mail_from=settings.mail_from,

@@ -461,7 +461,10 @@ class _Walk:
 
     def _end(self, cursor: _Cursor, outcome: str, reason: str) -> None:
         text = f"end: {outcome}" if outcome == "finished" else f"end: {outcome} ({reason})"
-        self._entry(cursor, EntryKind.end, text)
+        entry = self._line(cursor, EntryKind.end, text)
+        if outcome == "finished":  # past the last step: no step to point at
+            entry = replace(entry, step=None)
+        self.report.timeline.append(entry)
         self.report.paths.append(
             PathEnd(
                 branches=cursor.branches,

@@ -94,7 +94,7 @@ class Entry:
     """One line of the timeline, in walk order; `depth` counts the branches taken to reach it."""
 
     kind: EntryKind
-    step: str
+    step: str | None  # None for the end of the steps
     depth: int
     offset: timedelta
     at: datetime
