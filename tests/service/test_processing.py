@@ -1,0 +1,245 @@
+"""The Processor over every store (memory, SQLite, PostgreSQL) with a clock the test drives.
+
+Given events in the log and workflows on disk, when the processor runs, then runs, trace and
+outbox rows are what a user of `explain` would expect — and running again changes nothing.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tidings.adapters.clock import ManualClock
+from tidings.engine.core import Environment
+from tidings.model.contacts import Channel, Contact
+from tidings.model.events import Event, IdentifierKind
+from tidings.model.messages import Message
+from tidings.model.runs import Outcome, Run, RunStatus
+from tidings.model.trace import TraceEntry, TraceKind
+from tidings.ports import Store
+from tidings.service.processing import Processor
+from tidings.service.registry import WorkflowRegistry
+
+T0 = datetime(2030, 3, 4, 10, 0, tzinfo=UTC)
+
+TEMPLATES = {
+    "cart.email.html": """---
+subject: "Your cart {{ event.properties.cart_id }}"
+---
+<p>Hello {{ contact.FIRSTNAME }}, {{ params.total }} is waiting.</p>
+""",
+    "welcome.email.html": """---
+subject: "Welcome"
+---
+<p>Welcome {{ contact.FIRSTNAME }}</p>
+""",
+}
+
+WORKFLOWS = {
+    "cart.yaml": """
+        id: cart
+        trigger:
+          event: cart_updated
+        key: "{{ event.properties.cart_id }}"
+        exit:
+          - event: order_completed
+            if: "event.properties.cart_id == run.key"
+            reason: bought
+        steps:
+          - wait: 1h
+          - send_email: {template: cart}
+        """,
+    "welcome.yaml": """
+        id: welcome
+        trigger:
+          event: signed_up
+        steps:
+          - send_email: {template: welcome}
+        """,
+}
+
+
+@dataclass
+class World:
+    """A store, a processor over it, and the clock that drives it."""
+
+    store: Store
+    clock: ManualClock
+    processor: Processor
+    seen: int = 0
+
+    def contact(self, contact_id: str = "c1", email: str = "ann@example.com") -> Contact:
+        contact = Contact(
+            id=contact_id,
+            identifiers={IdentifierKind.email_id: email},
+            attributes={"FIRSTNAME": "Ann"},
+            created_at=self.clock.now(),
+            updated_at=self.clock.now(),
+        )
+        with self.store.transaction() as uow:
+            uow.save_contact(contact)
+        return contact
+
+    def event(
+        self, name: str, contact_id: str = "c1", at: datetime | None = None, **props: Any
+    ) -> Event:
+        """Log an event as ingestion does (received now, dated `at` or now)."""
+        self.seen += 1
+        with self.store.transaction() as uow:
+            contact = uow.get_contact(contact_id)
+            assert contact is not None
+            stored, _ = uow.add_event(
+                Event(
+                    id=f"e{self.seen}",
+                    name=name,
+                    identifiers=dict(contact.identifiers),
+                    occurred_at=at or self.clock.now(),
+                    received_at=self.clock.now(),
+                    properties=props,
+                    contact_id=contact_id,
+                )
+            )
+        return stored
+
+    def runs(self, contact_id: str = "c1") -> list[Run]:
+        with self.store.transaction() as uow:
+            return uow.runs_for_contact(contact_id, active_only=False)
+
+    def messages(self, contact_id: str = "c1") -> list[Message]:
+        with self.store.transaction() as uow:
+            return uow.messages_for_contact(contact_id)
+
+    def trace(self, contact_id: str = "c1") -> list[TraceEntry]:
+        with self.store.transaction() as uow:
+            return uow.trace_for_contact(contact_id)
+
+
+@pytest.fixture
+def make_world(store: Store, tmp_path: Path) -> Callable[..., World]:
+    """A world over the parametrised store; `unsubscribe_url` may be replaced (e.g. to fail)."""
+
+    def _make(unsubscribe_url: Callable[[str, Channel], str | None] | None = None) -> World:
+        templates, workflows = tmp_path / "templates", tmp_path / "workflows"
+        templates.mkdir(exist_ok=True)
+        workflows.mkdir(exist_ok=True)
+        for name, text in TEMPLATES.items():
+            (templates / name).write_text(text, encoding="utf-8")
+        for name, text in WORKFLOWS.items():
+            (workflows / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        registry, outcome = WorkflowRegistry.from_directory(workflows, templates)
+        assert outcome.problems == [], [str(p) for p in outcome.problems]
+        registry.record_versions(store)
+        clock = ManualClock(T0)
+        env = Environment(
+            templates=registry.catalog,
+            mail_from="Shop <shop@example.com>",
+            sms_sender="Shop",
+            unsubscribe_url=unsubscribe_url or (lambda cid, ch: f"https://shop.test/u/{cid}/{ch}"),
+        )
+        return World(store, clock, Processor(store, registry, env, clock))
+
+    return _make
+
+
+def test_an_event_starts_a_run_that_waits_then_sends_when_its_timer_fires(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.contact()
+    world.event("cart_updated", cart_id="K1", total=42)
+
+    stats = world.processor.process_events()
+
+    assert stats.events == 1
+    [run] = world.runs()
+    assert (run.workflow_id, run.key, run.status) == ("cart", "K1", RunStatus.waiting)
+    assert run.due_at == T0 + timedelta(hours=1)
+    assert world.messages() == []
+
+    world.clock.advance(timedelta(minutes=59))
+    assert world.processor.process_due().timers == 0
+    world.clock.advance(timedelta(minutes=1))
+    assert world.processor.process_due().timers == 1
+
+    [message] = world.messages()
+    assert (message.to, message.subject) == ("ann@example.com", "Your cart K1")
+    assert "42 is waiting" in (message.html or "")
+    [run] = world.runs()
+    assert (run.status, run.outcome) == (RunStatus.finished, Outcome.finished)
+    kinds = [entry.kind for entry in world.trace()]
+    assert kinds[:3] == [TraceKind.trigger_matched, TraceKind.run_started, TraceKind.wait]
+    assert TraceKind.send in kinds
+
+
+def test_processing_twice_applies_each_event_and_timer_exactly_once(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.contact()
+    world.event("cart_updated", cart_id="K1", total=1)
+    world.event("signed_up")
+
+    first = world.processor.process_events()
+    again = world.processor.process_events()
+    world.clock.advance(timedelta(hours=2))
+    fired = world.processor.process_due()
+    fired_again = world.processor.process_due()
+
+    assert (first.events, again.events) == (2, 0)
+    assert (fired.timers, fired_again.timers) == (1, 0)
+    assert sorted(m.subject or "" for m in world.messages()) == ["Welcome", "Your cart K1"]
+    assert sorted(r.workflow_id for r in world.runs()) == ["cart", "welcome"]
+    assert world.processor.run_until_idle().events == 0
+
+
+def test_a_late_event_still_reaches_the_exit_goal_of_a_waiting_run(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.contact()
+    world.event("cart_updated", cart_id="K1", total=1)
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(minutes=30))
+    world.event("cart_updated", cart_id="K2", total=1)  # applied before the late one
+    world.processor.run_until_idle()
+
+    # The purchase happened 10 minutes in, but reaches us only now, after a later event.
+    world.event("order_completed", at=T0 + timedelta(minutes=10), cart_id="K1")
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(hours=2))
+    world.processor.run_until_idle()
+
+    runs = {run.key: run for run in world.runs()}
+    assert (runs["K1"].outcome, runs["K1"].reason) == (Outcome.exited_goal, "bought")
+    assert runs["K2"].outcome is Outcome.finished
+    assert [m.subject for m in world.messages()] == ["Your cart K2"]
+
+
+def test_a_decision_that_raises_is_quarantined_with_an_error_trace_and_blocks_nothing(
+    make_world: Callable[..., World],
+) -> None:
+    def unsubscribe_url(contact_id: str, channel: Channel) -> str:
+        if contact_id == "bad":
+            raise RuntimeError("link service exploded")
+        return f"https://shop.test/u/{contact_id}"
+
+    world = make_world(unsubscribe_url)
+    world.contact("bad", "bad@example.com")
+    world.contact("good", "good@example.com")
+    world.event("signed_up", contact_id="bad")
+    world.event("signed_up", contact_id="good")
+
+    stats = world.processor.run_until_idle()
+
+    assert stats.events == 2
+    [error] = [e for e in world.trace("bad") if e.kind is TraceKind.error]
+    assert "RuntimeError: link service exploded" in error.message
+    assert world.messages("bad") == []
+    assert [m.subject for m in world.messages("good")] == ["Welcome"]
+    assert world.processor.process_events().events == 0  # the log moved past it
