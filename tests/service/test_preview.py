@@ -499,6 +499,25 @@ def test_a_false_trigger_condition_is_noted(catalog) -> None:
     ]
 
 
+def test_a_key_that_cannot_be_rendered_is_an_error(preview) -> None:
+    report = preview('key: "{{ event.properties.basket.id }}"\nsteps:\n  - wait: 1h\n')
+
+    assert report.errors == ["key: flow:key:1: undefined variable 'event.properties.basket'"]
+
+
+def test_a_condition_that_cannot_be_evaluated_is_an_error_and_both_sides_still_show(
+    preview,
+) -> None:
+    report = preview(IF_ELSE.replace("event.properties.total", "event.properties.amount"))
+
+    assert len(report.errors) == 1
+    assert report.errors[0].startswith("steps[0]: undefined variable 'event.properties.amount'")
+    assert [(m.branches, m.sample) for m in report.messages] == [
+        (("if event.properties.amount > 100",), False),
+        (("if not (event.properties.amount > 100)",), False),
+    ]
+
+
 def test_too_many_paths_stop_the_walk_and_say_so(preview) -> None:
     many = "steps:\n" + "".join(
         f"  - if: event.properties.total > {i}\n    then:\n      - send_sms: {{template: hello}}\n"

@@ -34,12 +34,11 @@ from tidings.engine.decision import ContactState, Draft, Environment
 from tidings.engine.history import History
 from tidings.engine.positions import branch_path, next_path, resolve, step_at
 from tidings.engine.timing import due_from_date, next_time_of_day, resolve_zone
-from tidings.engine.triggers import run_id
-from tidings.errors import ConditionError, TemplateError
+from tidings.errors import ConditionError
 from tidings.model.contacts import Channel, Contact
 from tidings.model.durations import format_duration
 from tidings.model.events import Event
-from tidings.model.runs import Run, RunStatus
+from tidings.model.runs import Run
 from tidings.model.trace import TraceKind
 from tidings.model.workflow import (
     ExitStep,
@@ -66,6 +65,7 @@ from tidings.service.preview_report import (
     trace_reason,
     updated_attributes,
 )
+from tidings.service.preview_trigger import start_run
 
 MAX_PATHS = 256
 
@@ -137,57 +137,11 @@ class _Walk:
             goals=[goal_text(g.event, g.if_, g.reason) for g in definition.exit],
         )
         self.contact = contact
-        self.run_model = self._trigger(contact)
-
-    # ------------------------------------------------------------------ trigger
-
-    def _trigger(self, contact: Contact) -> Run:
-        """The run the trigger would start; notes when this event would not start it."""
-        definition, event = self.workflow.definition, self.event
-        if not definition.enabled:
-            self.report.notes.append("the workflow is disabled (enabled: false)")
-        if event.name not in definition.trigger.event:
-            starts = ", ".join(definition.trigger.event)
-            self.report.notes.append(
-                f"{event.name} does not trigger this workflow (it starts on {starts})"
-            )
-        context = build_context(
-            contact=contact,
-            event=event.template_view(),
-            now=self.start,
-            history=self._history(self.start),
-        )
-        for source in definition.trigger.if_:
-            try:
-                if not lookup(self.workflow.conditions, source).evaluate(context):
-                    self.report.notes.append(
-                        f"the trigger condition {source!r} is false for this event: "
-                        "the workflow would not start"
-                    )
-            except ConditionError as exc:
-                self.report.errors.append(f"trigger: {exc}")
-        key = ""
-        if definition.key is not None:
-            try:
-                key = self.env.templates.render_inline(
-                    definition.key, context, name=f"{definition.id}:key"
-                ).strip()
-            except TemplateError as exc:
-                self.report.errors.append(f"key: {exc}")
-        self.report.key = key
-        return Run(
-            id=run_id(definition.id, contact.id, key, event.id),
-            workflow_id=definition.id,
-            workflow_version=self.workflow.version,
-            contact_id=contact.id,
-            key=key,
-            status=RunStatus.waiting,
-            started_at=self.start,
-            updated_at=self.start,
-            trigger_event_id=event.id,
-            event=event.template_view(),
-            seq=1,
-        )
+        start = start_run(workflow, event, contact, env, history)
+        self.run_model = start.run
+        self.report.key = start.run.key
+        self.report.notes.extend(start.notes)
+        self.report.errors.extend(start.errors)
 
     # ------------------------------------------------------------------ walking
 
