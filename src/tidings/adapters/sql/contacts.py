@@ -52,7 +52,7 @@ class ContactQueries(Queries):
         for kind, value, owner in sorted(rows):
             if owner != contact.id:
                 raise StoreError(f"identifier {kind}={value!r} belongs to contact {owner!r}")
-        self._upsert(contacts, [mapping.contact_values(contact)], ["id"])
+        self._upsert(contacts, [mapping.contact_values(contact)], "id")
         if gone := held - wanted:
             self._execute(sa.delete(_ci).where(mine, _any_identifier(gone)))
         if new := wanted - held:

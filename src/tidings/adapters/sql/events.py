@@ -15,6 +15,7 @@ from tidings.adapters.sql.tables import UNPROCESSED, events
 from tidings.model.events import Event
 
 _e = events
+_INSERT = sa.insert(_e).returning(_e.c.seq)
 
 
 def _window(
@@ -36,12 +37,14 @@ class EventQueries(Queries):
 
     def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
         """Store an event (seq assigned); with a dedup key seen before, return that one, False."""
-        stmt = self._insert(_e).values(mapping.event_values(event, dedup_key))
-        if dedup_key is not None:
+        values = mapping.event_values(event, dedup_key)
+        if dedup_key is None:
+            seq = self._execute(_INSERT, values).scalar_one()
+        else:
             # ON CONFLICT rather than catching IntegrityError: a concurrent insert of the same
             # key waits for the other transaction and then does nothing, and ours stays usable.
-            stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"])
-        seq = self._execute(stmt.returning(_e.c.seq)).scalar_one_or_none()
+            stmt = self._ignoring(_e, "dedup_key", returning="seq")
+            seq = self._execute(stmt, values).scalar_one_or_none()
         if seq is None:
             row = self._execute(sa.select(_e).where(_e.c.dedup_key == dedup_key)).mappings()
             return mapping.event_from_row(row.one()), False

@@ -25,10 +25,10 @@ class OutboxQueries(Queries):
     def add_messages(self, messages: Sequence[Message]) -> int:
         """Insert messages whose key is new; return how many were new."""
         added = 0
-        stmt = self._insert(_m).on_conflict_do_nothing(index_elements=["key"])
+        stmt = self._ignoring(_m, "key", returning="key")
         for part in chunks([mapping.message_values(m) for m in messages], 500):
             # RETURNING lists only the rows actually inserted (a conflict returns nothing).
-            added += len(self._execute(stmt.returning(_m.c.key), part).all())
+            added += len(self._execute(stmt, part).all())
         return added
 
     def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:

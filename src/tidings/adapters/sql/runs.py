@@ -22,7 +22,7 @@ class RunQueries(Queries):
 
     def save_runs(self, runs: Sequence[Run]) -> None:
         """Insert or replace runs by id, in one executemany."""
-        self._upsert(_r, [mapping.run_values(run) for run in runs], ["id"])
+        self._upsert(_r, [mapping.run_values(run) for run in runs], "id")
 
     def get_run(self, run_id: str) -> Run | None:
         """One run by id."""

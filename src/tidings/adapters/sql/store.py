@@ -53,11 +53,9 @@ class SqlUnitOfWork(ContactQueries, EventQueries, RunQueries, OutboxQueries):
 
     def save_workflow_version(self, workflow_id: str, version: str, source: str) -> None:
         """Keep a version's source; the same version with other source is refused."""
-        key = {"workflow_id": workflow_id, "version": version}
-        stmt = self._insert(_wv).values(**key, source=source)
-        inserted = self._execute(
-            stmt.on_conflict_do_nothing(index_elements=list(key)).returning(_wv.c.version)
-        ).first()
+        stmt = self._ignoring(_wv, "workflow_id", "version", returning="version")
+        values = {"workflow_id": workflow_id, "version": version, "source": source}
+        inserted = self._execute(stmt, values).first()
         if inserted is None and self.get_workflow_version(workflow_id, version) != source:
             raise StoreError(
                 f"workflow {workflow_id!r} version {version!r} is already kept"
