@@ -32,6 +32,7 @@ from tidings.compile.templates import TemplateCatalog
 from tidings.engine.decision import Environment
 from tidings.engine.timing import zone_named
 from tidings.errors import ConfigError, EventError
+from tidings.service.consent import unsubscribe_url
 from tidings.service.preview import preview_workflow
 from tidings.service.preview_report import (
     EntryKind,
@@ -44,8 +45,8 @@ from tidings.service.preview_report import (
 )
 from tidings.settings import Settings, load_settings
 
-# The daemon's links are `PUBLIC_URL/u/<signed token>`; a preview shows that shape, unsigned.
-PLACEHOLDER_LINK = "{public_url}/u/preview"
+# The daemon's links carry a signed token; a preview shows the same link with this stand-in.
+PLACEHOLDER_TOKEN = "preview"  # noqa: S105 - not a secret: it stands in for one
 
 
 class OutputFormat(StrEnum):
@@ -258,7 +259,7 @@ def _summary(report: PreviewReport) -> str:
 
 
 def _environment(catalog: TemplateCatalog, settings: Settings) -> Environment:
-    placeholder = PLACEHOLDER_LINK.format(public_url=settings.public_url.rstrip("/"))
+    placeholder = unsubscribe_url(settings.public_url, PLACEHOLDER_TOKEN)
     return Environment(
         templates=catalog,
         mail_from=settings.mail_from,
