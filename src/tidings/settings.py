@@ -90,8 +90,11 @@ def load_settings(
     elif config_file is not None:
         raise ConfigError(f"{config_file}: no such configuration file")
     for key, value in (os.environ if environ is None else environ).items():
-        if key.upper().startswith("TIDINGS_"):
-            values[key[len("TIDINGS_") :].lower()] = value
+        name = key[len("TIDINGS_") :].lower()
+        # The environment is shared with other tools (and our tests' TIDINGS_TEST_*): only
+        # names that are settings are taken; the config file, ours alone, stays strict.
+        if key.upper().startswith("TIDINGS_") and name in Settings.model_fields:
+            values[name] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**values)
