@@ -107,7 +107,7 @@ def send_email(call: StepCall, step: SendEmail) -> None:
         sender = call.render_header(step.from_, context, "from") if step.from_ else ""
         reply_to = call.render_header(step.reply_to, context, "reply_to") if step.reply_to else ""
     except TemplateError as exc:
-        call.note(TraceKind.error, f"{what} not sent: {exc}")
+        call.note(TraceKind.error, f"{what} not sent: {exc}", error=str(exc))
         return
     message = Message(
         key=call.message_key,
@@ -149,7 +149,7 @@ def send_sms(call: StepCall, step: SendSms) -> None:
         else:
             text = call.render(step.text or "", context, "text")
     except TemplateError as exc:
-        call.note(TraceKind.error, f"{what} not sent: {exc}")
+        call.note(TraceKind.error, f"{what} not sent: {exc}", error=str(exc))
         return
     message = Message(
         key=call.message_key,
@@ -180,7 +180,7 @@ def update_contact(call: StepCall, values: dict[str, str | int | float | bool | 
             else:
                 updates[name] = value
     except TemplateError as exc:
-        call.note(TraceKind.error, f"contact not updated: {exc}")
+        call.note(TraceKind.error, f"contact not updated: {exc}", error=str(exc))
         return
     attributes = dict(draft.contact.attributes)
     for name, value in updates.items():

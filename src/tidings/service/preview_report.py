@@ -201,6 +201,9 @@ def message_from(decision: Decision, base: PreviewMessage, zone: tzinfo) -> Prev
 
 def trace_reason(entry: TraceEntry) -> str:
     """The reason of an engine trace entry, without its `email 'x' not sent: ` preamble."""
+    error = entry.data.get("error")
+    if isinstance(error, str):
+        return error
     for marker in (" not sent: ", " skipped: ", " not updated: "):
         _, found, rest = entry.message.partition(marker)
         if found:
