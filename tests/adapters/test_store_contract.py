@@ -324,6 +324,14 @@ def test_claimed_messages_are_leased_and_come_back_when_the_lease_runs_out(
         assert [m.key for m in reclaimed] == ["run-1:0"]
 
 
+def test_a_message_recorded_as_sending_without_a_claim_is_not_stuck(store: Store) -> None:
+    with store.transaction() as uow:
+        uow.add_messages([make_message(1, status=MessageStatus.sending)])
+    with store.transaction() as uow:
+        claimed = uow.claim_messages(T0, limit=10, lease=timedelta(minutes=5))
+    assert [m.key for m in claimed] == ["run-1:0"]
+
+
 def test_saved_delivery_state_decides_the_next_claim(store: Store) -> None:
     with store.transaction() as uow:
         uow.add_messages([make_message(1), make_message(2)])

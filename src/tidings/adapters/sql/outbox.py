@@ -37,9 +37,10 @@ class OutboxQueries(Queries):
         The lease is how long the claimant may take; past it, another worker may claim the
         message again (its sender died). Earliest due first.
         """
-        due = sa.or_(
-            sa.and_(_PENDING, _m.c.due_at <= now), sa.and_(_SENDING, _m.c.lease_until <= now)
-        )
+        # A `sending` row without a lease (recorded so, never claimed) counts as expired:
+        # better claimed again than stuck for ever.
+        lapsed = sa.or_(_m.c.lease_until.is_(None), _m.c.lease_until <= now)
+        due = sa.or_(sa.and_(_PENDING, _m.c.due_at <= now), sa.and_(_SENDING, lapsed))
         keys = list(
             self._execute(
                 sa.select(_m.c.key)
