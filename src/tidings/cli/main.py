@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tidings import __version__
-from tidings.cli import db, preview, schema, validate
+from tidings.cli import db, keys, preview, schema, validate
 
 app = typer.Typer(
     name="tidings",
@@ -44,6 +44,7 @@ app.command("validate")(validate.validate)
 app.command("schema")(schema.schema)
 app.command("preview")(preview.preview)
 app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:
