@@ -35,6 +35,11 @@ class ContactStore(Protocol):
         """Every contact holding any of these identifiers, oldest first."""
         ...
 
+    def lock_contact(self, contact_id: str) -> None:
+        """Hold this contact for the rest of the transaction: two processes never advance the
+        same contact's runs at once (a no-op where transactions are already serialised)."""
+        ...
+
     def get_contact(self, contact_id: str) -> Contact | None:
         """One contact by id."""
         ...

@@ -202,3 +202,27 @@ def test_sqlite_takes_the_write_lock_when_a_transaction_begins(tmp_path: Path) -
     finally:
         impatient.close()
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_locked_contact_holds_other_workers_until_its_transaction_ends(
+    postgres_store: SqlStore, postgres_url: str
+) -> None:
+    order: list[str] = []
+    with postgres_store.transaction() as first:
+        first.lock_contact("ann")
+
+        def second_worker() -> None:
+            with postgres_store.transaction() as second:
+                second.lock_contact("bob")  # another contact: never waits
+                order.append("bob locked")
+                second.lock_contact("ann")
+                order.append("ann locked by second")
+
+        thread = threading.Thread(target=second_worker)
+        thread.start()
+        wait_until_a_session_waits_on_a_lock(postgres_url)
+        assert order == ["bob locked"]
+        order.append("first commits")
+    thread.join(timeout=30)
+    assert order == ["bob locked", "first commits", "ann locked by second"]

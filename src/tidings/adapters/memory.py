@@ -184,6 +184,9 @@ class MemoryUnitOfWork:
         found = [self._s.contacts[i] for i in ids if i is not None]
         return [_out(c) for c in sorted(found, key=lambda c: (c.created_at, c.id))]
 
+    def lock_contact(self, contact_id: str) -> None:
+        """Transactions are serialised by the store's lock already."""
+
     def get_contact(self, contact_id: str) -> Contact | None:
         """One contact by id."""
         contact = self._s.contacts.get(contact_id)

@@ -14,6 +14,7 @@ from tidings.model.contacts import Contact
 from tidings.model.events import IdentifierKind
 
 _ci = contact_identifiers
+_LOCK_CONTACT = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:contact_id, 0))")
 
 
 def _any_identifier(pairs: Collection[tuple[str, str]]) -> sa.ColumnElement[bool]:
@@ -31,6 +32,12 @@ class ContactQueries(Queries):
         pairs = [(IdentifierKind(kind).value, value) for kind, value in identifiers.items()]
         owners = sa.select(_ci.c.contact_id).where(_any_identifier(pairs))
         return self._load(contacts.c.id.in_(owners))
+
+    def lock_contact(self, contact_id: str) -> None:
+        """On PostgreSQL a transaction-scoped advisory lock on the contact; SQLite transactions
+        are already serialised (BEGIN IMMEDIATE), so there it costs nothing."""
+        if self._postgres:
+            self._execute(_LOCK_CONTACT, {"contact_id": contact_id})
 
     def get_contact(self, contact_id: str) -> Contact | None:
         """One contact by id."""
