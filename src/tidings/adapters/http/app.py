@@ -69,6 +69,12 @@ def _document_bodies(app: FastAPI) -> None:
         components = document.setdefault("components", {}).setdefault("schemas", {})
         for name, schema in definitions.get("$defs", {}).items():
             components.setdefault(name, schema)
+        # Bad parameters are answered 400 with Brevo's body, never FastAPI's 422.
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
         app.openapi_schema = document
         return document
 
