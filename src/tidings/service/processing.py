@@ -3,7 +3,8 @@
 Events are consumed from the durable log in order of receipt (`seq`); each event's effects
 (runs advanced, trace, outbox messages, contact updates) commit in the same transaction that
 marks the event processed, so an event is applied exactly once even across crashes. Due timers
-are claimed from the runs table the same way.
+are claimed from the runs table the same way. Each contact is locked (`lock_contact`) before
+its state is read, so two engine processes never advance one contact at once.
 
 Late events (an `event_date` earlier than events already applied) are applied when they arrive:
 they end runs whose exit goal they reach as long as the goal event is dated at or after the
@@ -13,23 +14,38 @@ recorded in the outbox is not recalled; one not yet recorded never will be once 
 A decision that raises (a bug, not a template or condition error — those are recorded by the
 core) must not block the log: the batch is retried event by event, and the one that fails is
 marked processed with an `error` trace entry naming the exception. It stays in the event log.
+
+Virtual time (`simulate`): `replay_event` and `fire_due` work inside a transaction the caller
+holds, with time taken from the events and timers themselves, never from the clock. A timer due
+at T fires before any event dated after T and is processed with now = T (no fake lateness); an
+event is processed with now = its own date; timers due at the same instant as an event fire
+after it (an event "at the deadline" is in time). Events that no current workflow names (as a
+trigger, an exit goal or a `wait_for`) are not applied at all: no contact state is loaded.
+A processor built with `virtual_time=True` is the store's only writer and takes no locks; a
+timer that cannot be fired (its workflow version or contact is gone, or its decision raised)
+ends its run with Outcome.error rather than being claimed again forever.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from tidings.engine.core import ContactState, Decision, Environment, on_event, on_timer
 from tidings.errors import StoreError
 from tidings.model.events import Event
-from tidings.model.runs import Run
+from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
+from tidings.model.workflow import IfStep, StepModel, WaitForStep
 from tidings.ports import Clock, Store, UnitOfWork
 from tidings.service.registry import WorkflowRegistry
 
 log = logging.getLogger(__name__)
+
+Observer = Callable[[datetime, Decision], None]
+"""Told of every decision written (with the `now` it was taken at), e.g. by `simulate`."""
 
 
 @dataclass
@@ -39,11 +55,13 @@ class ProcessStats:
     events: int = 0
     timers: int = 0
     messages: int = 0
+    last_due: datetime | None = None  # virtual time: the due time of the last timer fired
 
     def __iadd__(self, other: ProcessStats) -> ProcessStats:
         self.events += other.events
         self.timers += other.timers
         self.messages += other.messages
+        self.last_due = other.last_due or self.last_due
         return self
 
 
@@ -58,12 +76,21 @@ class Processor:
         clock: Clock,
         *,
         batch: int = 200,
+        observer: Observer | None = None,
+        virtual_time: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry
         self.env = env
         self.clock = clock
         self.batch = batch
+        self.observer = observer
+        # A replay's processor (`simulate`): the store's only writer, so contacts need no lock.
+        self.virtual_time = virtual_time
+        # Virtual time: a lower bound of the earliest due timer (None: nothing due; unknown
+        # until first asked). Only the replay methods use it: they are the store's one writer.
+        self._due_hint: datetime | None = None
+        self._due_known = False
 
     # ----------------------------------------------------------------- events
 
@@ -74,7 +101,7 @@ class Processor:
                 events = uow.claim_events(self.batch)
                 stats = ProcessStats(events=len(events))
                 for event in events:
-                    stats.messages += self._apply_event(uow, event)
+                    stats.messages += self._apply_event(uow, event, self.clock.now())
                 uow.mark_events_processed([e.seq for e in events if e.seq is not None])
                 return stats
         except Exception:
@@ -91,7 +118,7 @@ class Processor:
                     if not events:
                         break
                     stats.events += 1
-                    stats.messages += self._apply_event(uow, events[0])
+                    stats.messages += self._apply_event(uow, events[0], self.clock.now())
                     uow.mark_events_processed([events[0].seq or 0])
             except StoreError:
                 raise  # the store itself failed: nothing to blame on the event
@@ -104,28 +131,20 @@ class Processor:
     def _quarantine(self, event: Event, exc: Exception) -> None:
         with self.store.transaction() as uow:
             uow.mark_events_processed([event.seq or 0])
-            uow.add_trace(
-                [
-                    TraceEntry(
-                        at=self.clock.now(),
-                        contact_id=event.contact_id or "",
-                        workflow_id="*",
-                        kind=TraceKind.error,
-                        message=f"event {event.name} ({event.id}) not applied: "
-                        f"{type(exc).__name__}: {exc}",
-                    )
-                ]
-            )
+            uow.add_trace([_error_entry(event, exc, self.clock.now())])
 
-    def _apply_event(self, uow: UnitOfWork, event: Event) -> int:
+    def _apply_event(self, uow: UnitOfWork, event: Event, now: datetime) -> int:
+        decision = self._decide_event(uow, event, now)
+        return self._apply(uow, decision, now) if decision is not None else 0
+
+    def _decide_event(self, uow: UnitOfWork, event: Event, now: datetime) -> Decision | None:
         if event.contact_id is None:
-            return 0
+            return None
         state = self._state(uow, event.contact_id)
         if state is None:
-            return 0
+            return None
         workflows = self.registry.for_runs(_versions(state.runs), uow)
-        decision = on_event(workflows, state, event, self.clock.now(), self.env)
-        return _apply(uow, decision)
+        return on_event(workflows, state, event, now, self.env)
 
     # ----------------------------------------------------------------- timers
 
@@ -136,21 +155,27 @@ class Processor:
         with self.store.transaction() as uow:
             for run in uow.claim_due_runs(now, self.batch):
                 stats.timers += 1
-                stats.messages += self._fire(uow, run)
+                stats.messages += self._fire(uow, run, now)
         return stats
 
-    def _fire(self, uow: UnitOfWork, claimed: Run) -> int:
+    def _fire(self, uow: UnitOfWork, claimed: Run, now: datetime) -> int:
+        decision = self._decide_timer(uow, claimed, now)
+        if decision is None or decision.is_empty:
+            return 0
+        return self._apply(uow, decision, now)
+
+    def _decide_timer(self, uow: UnitOfWork, claimed: Run, now: datetime) -> Decision | None:
         state = self._state(uow, claimed.contact_id)
         if state is None:
-            return 0
+            return None
         # The run as this transaction sees it (an earlier timer of the batch may have moved it).
         run = next((r for r in state.runs if r.id == claimed.id), None)
         if run is None:
-            return 0
+            return Decision()  # it finished meanwhile: nothing to fire
         workflow = self.registry.version(run.workflow_id, run.workflow_version, uow)
         if workflow is None:
-            return 0
-        return _apply(uow, on_timer(workflow, run, state, self.clock.now(), self.env))
+            return None
+        return on_timer(workflow, run, state, now, self.env)
 
     # ----------------------------------------------------------------- both
 
@@ -166,6 +191,9 @@ class Processor:
         return total
 
     def _state(self, uow: UnitOfWork, contact_id: str) -> ContactState | None:
+        if not self.virtual_time:
+            # Another engine process may hold this contact's event or timer: wait for it.
+            uow.lock_contact(contact_id)
         contact = uow.get_contact(contact_id)
         if contact is None:
             return None
@@ -179,17 +207,159 @@ class Processor:
             history=history,
         )
 
+    def _apply(self, uow: UnitOfWork, decision: Decision, now: datetime) -> int:
+        """Write one decision; returns how many new messages it queued."""
+        if decision.contact is not None:
+            uow.save_contact(decision.contact)
+        if decision.runs:
+            uow.save_runs(decision.runs)
+            for run in decision.runs:
+                if run.status is RunStatus.waiting and run.due_at is not None:
+                    self._lower_due_hint(run.due_at)
+        if decision.trace:
+            uow.add_trace(decision.trace)
+        added = uow.add_messages(decision.messages) if decision.messages else 0
+        if self.observer is not None:
+            self.observer(now, decision)
+        return added
+
+    # ----------------------------------------------------------------- virtual time
+
+    @property
+    def event_names(self) -> frozenset[str]:
+        """Every event name a current workflow reacts to: triggers, exit goals, `wait_for`s."""
+        names: set[str] = set()
+        for workflow in self.registry.current:
+            definition = workflow.definition
+            names.update(definition.trigger.event)
+            for goal in definition.exit:
+                names.update(goal.event)
+            for step in _walk(definition.steps):
+                if isinstance(step, WaitForStep):
+                    names.update(step.wait_for.event)
+        return frozenset(names)
+
+    def replay_event(
+        self, uow: UnitOfWork, event: Event, names: frozenset[str] | None = None
+    ) -> ProcessStats:
+        """Virtual time: fire the timers due before the event, then apply it at its own date.
+
+        `names` (default: `event_names`) filters which events are applied at all; the caller
+        marks the event processed. A decision that raises is traced as an error and skipped.
+        """
+        stats = self.fire_due(uow, before=event.occurred_at)
+        stats.events += 1
+        if event.name not in (self.event_names if names is None else names):
+            return stats
+        now = event.occurred_at
+        try:
+            decision = self._decide_event(uow, event, now)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug in a decision: record it, carry on with the replay
+            log.exception("event could not be applied")
+            uow.add_trace([_error_entry(event, exc, now)])
+            return stats
+        if decision is not None:
+            stats.messages += self._apply(uow, decision, now)
+        return stats
+
+    def fire_due(
+        self,
+        uow: UnitOfWork,
+        *,
+        before: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> ProcessStats:
+        """Virtual time: fire timers in due order, each with now = its due time, while they
+        are due before `before` (exclusive) or at `until` (inclusive); with neither, all.
+        With `limit`, stops once that many have fired (call again for the rest)."""
+        stats = ProcessStats()
+        while (due := self._next_due(uow)) is not None:
+            if (before is not None and due >= before) or (until is not None and due > until):
+                break
+            if limit is not None and stats.timers >= limit:
+                break
+            claimed = uow.claim_due_runs(due, self.batch)
+            self._due_known = False  # what fires now may move the earliest due time
+            for run in claimed:
+                now = run.due_at or due
+                try:
+                    decision = self._decide_timer(uow, run, now)
+                    problem = "its workflow version or contact is missing"
+                except StoreError:
+                    raise
+                except Exception as exc:  # a bug in a decision: end the run, carry on
+                    log.exception("timer could not be fired")
+                    decision, problem = None, f"{type(exc).__name__}: {exc}"
+                if decision is None:
+                    # A timer that cannot move its run would be claimed again forever.
+                    decision = _ended(run, f"timer not fired: {problem}", now)
+                if decision.is_empty:
+                    continue
+                stats.timers += 1
+                stats.last_due = now
+                stats.messages += self._apply(uow, decision, now)
+        return stats
+
+    def _next_due(self, uow: UnitOfWork) -> datetime | None:
+        if not self._due_known:
+            self._due_hint = uow.next_due_at()
+            self._due_known = True
+        return self._due_hint
+
+    def _lower_due_hint(self, due: datetime) -> None:
+        if self._due_known and (self._due_hint is None or due < self._due_hint):
+            self._due_hint = due
+
+
+def _walk(steps: Sequence[StepModel]) -> Iterator[StepModel]:
+    """Every step of a tree of steps, branches included."""
+    for step in steps:
+        yield step
+        if isinstance(step, IfStep):
+            yield from _walk(step.then)
+            yield from _walk(step.else_)
+        elif isinstance(step, WaitForStep):
+            yield from _walk(step.wait_for.on_event)
+            yield from _walk(step.wait_for.on_timeout)
+
+
+def _error_entry(event: Event, exc: Exception, now: datetime) -> TraceEntry:
+    return TraceEntry(
+        at=now,
+        contact_id=event.contact_id or "",
+        workflow_id="*",
+        kind=TraceKind.error,
+        message=f"event {event.name} ({event.id}) not applied: {type(exc).__name__}: {exc}",
+    )
+
+
+def _ended(run: Run, reason: str, now: datetime) -> Decision:
+    """A run ended with Outcome.error because its timer could not be fired, and why."""
+    ended = run.model_copy(
+        update={
+            "status": RunStatus.finished,
+            "outcome": Outcome.error,
+            "reason": reason,
+            "finished_at": now,
+            "updated_at": now,
+            "due_at": None,
+            "waiting_for": (),
+        }
+    )
+    entry = TraceEntry(
+        at=now,
+        contact_id=run.contact_id,
+        workflow_id=run.workflow_id,
+        run_id=run.id,
+        step=run.position,
+        kind=TraceKind.error,
+        message=reason,
+    )
+    return Decision(runs=[ended], trace=[entry])
+
 
 def _versions(runs: Sequence[Run]) -> set[tuple[str, str]]:
     return {(r.workflow_id, r.workflow_version) for r in runs}
-
-
-def _apply(uow: UnitOfWork, decision: Decision) -> int:
-    """Write one decision; returns how many new messages it queued."""
-    if decision.contact is not None:
-        uow.save_contact(decision.contact)
-    if decision.runs:
-        uow.save_runs(decision.runs)
-    if decision.trace:
-        uow.add_trace(decision.trace)
-    return uow.add_messages(decision.messages) if decision.messages else 0
