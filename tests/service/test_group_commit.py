@@ -1,0 +1,107 @@
+"""The group-commit writer: one write per group, each caller gets its own result or error."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from tidings.service.group_commit import GroupCommitWriter, WriterClosedError
+
+
+class Recorder:
+    """A blocking `write` that records its groups; the first call waits for a gate."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[int]] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def write(self, items: Sequence[int]) -> list[int | Exception]:
+        self.entered.set()
+        if not self.groups:
+            self.gate.wait(timeout=30)
+        self.groups.append(list(items))
+        return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+
+def test_callers_queued_during_a_write_share_the_next_one() -> None:
+    recorder = Recorder()
+    writer: GroupCommitWriter[int, int] = GroupCommitWriter(recorder.write)
+
+    async def scenario() -> list[int | BaseException]:
+        first = asyncio.ensure_future(writer.submit(0))
+        await asyncio.to_thread(recorder.entered.wait, 30)
+        rest = [asyncio.ensure_future(writer.submit(i)) for i in range(1, 9)]
+        while writer.pending < 8:  # all queued behind the blocked write
+            await asyncio.sleep(0)
+        recorder.gate.set()
+        results = await asyncio.gather(first, *rest, return_exceptions=True)
+        await writer.aclose()
+        return results
+
+    results = asyncio.run(scenario())
+    assert recorder.groups == [[0], list(range(1, 9))]
+    assert writer.commits == 2
+    assert [r if isinstance(r, int) else str(r) for r in results] == [
+        0,
+        "odd 1",
+        20,
+        "odd 3",
+        40,
+        "odd 5",
+        60,
+        "odd 7",
+        80,
+    ]
+
+
+def test_a_failed_group_fails_each_of_its_callers() -> None:
+    def broken(items: Sequence[int]) -> list[int | Exception]:
+        raise RuntimeError("disk full")
+
+    writer: GroupCommitWriter[int, int] = GroupCommitWriter(broken)
+
+    async def scenario() -> list[int | BaseException]:
+        results = await asyncio.gather(
+            *(writer.submit(i) for i in range(3)), return_exceptions=True
+        )
+        await writer.aclose()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [str(r) for r in results] == ["disk full"] * 3
+    assert writer.commits == 0
+
+
+def test_closed_writer_refuses_new_items() -> None:
+    writer: GroupCommitWriter[int, int] = GroupCommitWriter(list)
+
+    async def scenario() -> None:
+        assert await writer.submit(5) == 5
+        await writer.aclose()
+        with pytest.raises(WriterClosedError):
+            await writer.submit(6)
+
+    asyncio.run(scenario())
+    assert writer.items_written == 1
+
+
+def test_max_group_bounds_a_transaction() -> None:
+    sizes: list[int] = []
+
+    def write(items: Sequence[int]) -> list[int | Exception]:
+        sizes.append(len(items))
+        return list(items)
+
+    writer: GroupCommitWriter[int, int] = GroupCommitWriter(write, max_group=4)
+
+    async def scenario() -> None:
+        await asyncio.gather(*(writer.submit(i) for i in range(10)))
+        await writer.aclose()
+
+    asyncio.run(scenario())
+    assert sum(sizes) == 10
+    assert max(sizes) <= 4
