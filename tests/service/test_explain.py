@@ -169,8 +169,8 @@ def test_explain_tells_the_story_of_each_workflow_and_what_comes_next() -> None:
         "    email 'Welcome' to ann@example.com: sent 2030-01-07 09:00:03 UTC (<r3.0.0@tidings>)",
         "",
         "Next:",
-        "  2030-01-07 09:45:00 UTC (in 15m)  email 'Your cart' to ann@example.com is delivered",
-        "  2030-01-07 10:20:00 UTC (in 50m)  cart run r2 resumes at step 1",
+        "  2030-01-07 09:45:00 UTC (in 15m)  email 'Your cart' to ann@example.com: delivery",
+        "  2030-01-07 10:20:00 UTC (in 50m)  cart run r2 continues after step 1",
     ]
 
 
@@ -191,7 +191,7 @@ def test_a_run_waiting_for_an_event_says_what_ends_the_wait() -> None:
         "order_completed, due 2030-01-07 08:58:00 UTC (2m ago)" in text
     )
     assert text.endswith(
-        "  2030-01-07 08:58:00 UTC (2m ago)  cart run r9 resumes at step 1"
+        "  2030-01-07 08:58:00 UTC (2m ago)  cart run r9 continues after step 1"
         " (unless order_completed arrives first)\n"
     )
 

@@ -129,11 +129,11 @@ def _next_section(report: ContactReport, now: datetime) -> list[str]:
         if run.due_at is None:
             untimed.append(f"{run.workflow_id} run {run.id} waits for {names}")
             continue
-        what = f"{run.workflow_id} run {run.id} resumes at step {run.position}"
+        what = f"{run.workflow_id} run {run.id} continues after step {run.position}"
         timed.append((run.due_at, what + (f" (unless {names} arrives first)" if names else "")))
     for message in report.messages:
         if message.status in (MessageStatus.pending, MessageStatus.sending):
-            what = f"{message.channel.value} {_describe(message)} to {message.to} is delivered"
+            what = f"{message.channel.value} {_describe(message)} to {message.to}: delivery"
             timed.append((_message_due(message), what))
     if not timed and not untimed:
         return ["Next: nothing is waiting"]
