@@ -70,6 +70,32 @@ class KeyChecker:
             return None
         return key
 
+    def check_without_io(
+        self, presented: str, accepted: Sequence[KeyKind]
+    ) -> tuple[bool, ApiKey | None]:
+        """`(True, key or None)` when environment keys or the cache decide; `(False, None)`
+        when only a database lookup can (then call `check` off the event loop)."""
+        digest = hash_key(presented)
+        key = self._from_env(digest)
+        if key is None and self._lookup is not None:
+            cached = self._cached(digest)
+            if cached is None:
+                return False, None
+            key = cached[0]
+        if key is None or key.kind not in accepted:
+            return True, None
+        return True, key
+
+    def _cached(self, digest: str) -> tuple[ApiKey | None] | None:
+        if self._clock is None:
+            return None
+        now = self._clock.now().timestamp()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return (cached[0],)
+        return None
+
     def _from_env(self, digest: str) -> ApiKey | None:
         found: ApiKey | None = None
         for candidate, key in self._env:
@@ -81,11 +107,10 @@ class KeyChecker:
     def _from_lookup(self, digest: str) -> ApiKey | None:
         if self._lookup is None:
             return None
-        now = self._clock.now().timestamp() if self._clock is not None else None
-        with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None and now is not None and cached[1] > now:
+        cached = self._cached(digest)
+        if cached is not None:
             return cached[0]
+        now = self._clock.now().timestamp() if self._clock is not None else None
         key = self._lookup.find_key(digest)
         if now is not None:
             with self._lock:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from tidings.adapters.http import schemas
 from tidings.adapters.http.deps import (
     api_key_header,
-    authorise,
+    authorise_async,
     deps_of,
     ingested,
     rate_headers,
@@ -40,9 +40,9 @@ IdempotencyKey = Annotated[
 ]
 
 
-def api_key(request: Request, presented: str | None = Security(api_key_header)) -> ApiKey:
+async def api_key(request: Request, presented: str | None = Security(api_key_header)) -> ApiKey:
     """The `/v3` key: api keys only (tracker keys are public and cannot read)."""
-    return authorise(request, presented, (KeyKind.api,), "api-key")
+    return await authorise_async(request, presented, (KeyKind.api,), "api-key")
 
 
 ApiKeyDep = Annotated[ApiKey, Security(api_key)]

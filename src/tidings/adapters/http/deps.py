@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from tidings.adapters.http.auth import KeyChecker
@@ -71,11 +72,29 @@ def deps_of(request: Request) -> HttpDeps:
 def authorise(
     request: Request, presented: str | None, accepted: Sequence[KeyKind], header: str
 ) -> ApiKey:
-    """The calling key, or 401; then the key's rate limit, or 429."""
+    """The calling key, or 401; then the key's rate limit, or 429 (blocking: may query the
+    database; async routes use `authorise_async`)."""
     deps = deps_of(request)
     if not presented:
         raise ApiProblemError(401, "unauthorized", f"{header} header is missing")
-    key = deps.keys.check(presented, accepted)
+    return _admit(request, deps, deps.keys.check(presented, accepted), header)
+
+
+async def authorise_async(
+    request: Request, presented: str | None, accepted: Sequence[KeyKind], header: str
+) -> ApiKey:
+    """`authorise` for the event loop: environment keys and cached lookups are decided here,
+    only a database lookup goes to a worker thread (a thread hop costs more than the check)."""
+    deps = deps_of(request)
+    if not presented:
+        raise ApiProblemError(401, "unauthorized", f"{header} header is missing")
+    decided, key = deps.keys.check_without_io(presented, accepted)
+    if not decided:
+        key = await run_in_threadpool(deps.keys.check, presented, accepted)
+    return _admit(request, deps, key, header)
+
+
+def _admit(request: Request, deps: HttpDeps, key: ApiKey | None, header: str) -> ApiKey:
     if key is None:
         # Never echo the presented value: it may be a real key pasted in the wrong place.
         raise ApiProblemError(401, "unauthorized", f"Key not found: the {header} is not valid here")

@@ -17,7 +17,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.adapters.http import schemas
-from tidings.adapters.http.deps import authorise, deps_of, ingested, ma_key_header, rate_headers
+from tidings.adapters.http.deps import (
+    authorise_async,
+    deps_of,
+    ingested,
+    ma_key_header,
+    rate_headers,
+)
 from tidings.model.events import Event
 from tidings.model.keys import ApiKey, KeyKind
 from tidings.service.shapes import tracker_event, tracker_identify, tracker_link, tracker_page
@@ -28,9 +34,9 @@ TRACKER_JS_PATH = "/js/tracker.js"
 _CORS_PREFIXES = ("/api/v2/", "/js/")
 
 
-def tracker_key(request: Request, presented: str | None = Security(ma_key_header)) -> ApiKey:
+async def tracker_key(request: Request, presented: str | None = Security(ma_key_header)) -> ApiKey:
     """The `ma-key`: a tracker key (an api key is accepted too: it may do more)."""
-    return authorise(request, presented, (KeyKind.tracker, KeyKind.api), "ma-key")
+    return await authorise_async(request, presented, (KeyKind.tracker, KeyKind.api), "ma-key")
 
 
 TrackerKeyDep = Annotated[ApiKey, Security(tracker_key)]
