@@ -105,3 +105,22 @@ def test_max_group_bounds_a_transaction() -> None:
     asyncio.run(scenario())
     assert sum(sizes) == 10
     assert max(sizes) <= 4
+
+
+def test_groups_are_bounded_by_weight() -> None:
+    groups: list[list[int]] = []
+
+    def write(items: Sequence[int]) -> list[int | Exception]:
+        groups.append(list(items))
+        return list(items)
+
+    writer: GroupCommitWriter[int, int] = GroupCommitWriter(write, max_group=10, weight=lambda n: n)
+
+    async def scenario() -> None:
+        # all queued before the writer runs: 6 + 4 fills a group, 5 + 12 would exceed it,
+        # and an item heavier than the bound goes alone
+        await asyncio.gather(*(writer.submit(n) for n in (6, 4, 5, 12, 1)))
+        await writer.aclose()
+
+    asyncio.run(scenario())
+    assert groups == [[6, 4], [5], [12], [1]]

@@ -33,9 +33,13 @@ class GroupCommitWriter(Generic[T, R]):
         write: Callable[[Sequence[T]], Sequence[R | Exception]],
         *,
         max_group: int = 256,
+        weight: Callable[[T], int] | None = None,
     ) -> None:
         self._write = write
+        # A group holds items until their total weight reaches max_group (always >= 1 item):
+        # for ingestion the weight is the number of events, so a transaction stays bounded.
         self._max_group = max_group
+        self._weight = weight or (lambda _item: 1)
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -75,11 +79,20 @@ class GroupCommitWriter(Generic[T, R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                group = self._queue[: self._max_group]
-                del self._queue[: self._max_group]
-                await self._write_group(group)
+                await self._write_group(self._take_group())
             if self._closed:
                 return
+
+    def _take_group(self) -> list[tuple[T, asyncio.Future[R]]]:
+        total = count = 0
+        for item, _ in self._queue:
+            if count and total + self._weight(item) > self._max_group:
+                break
+            total += self._weight(item)
+            count += 1
+        group = self._queue[:count]
+        del self._queue[:count]
+        return group
 
     async def _write_group(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:
         items = [item for item, _ in group]

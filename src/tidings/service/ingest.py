@@ -116,7 +116,7 @@ class IngestService:
         limits: Limits | None = None,
         duplicate_window: timedelta = timedelta(minutes=5),
         new_contact_id: Callable[[], str] = random_contact_id,
-        max_group: int = 256,
+        max_group_events: int = 5000,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -124,7 +124,7 @@ class IngestService:
         self.duplicate_window = duplicate_window
         self._new_contact_id = new_contact_id
         self.writer: GroupCommitWriter[Submission, Outcome] = GroupCommitWriter(
-            self.write, max_group=max_group
+            self.write, max_group=max_group_events, weight=lambda s: max(1, len(s.events))
         )
 
     def submission(
