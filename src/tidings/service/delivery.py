@@ -1,0 +1,274 @@
+"""The delivery worker: drains the outbox through the senders and records every outcome.
+
+One round (`run_once`) claims the messages due now (the store marks them `sending` under a
+lease), sends them concurrently, and records each result in its own short transaction:
+
+- sent: status `sent`, `sent_at`, the provider's reference, and a `delivered` trace entry;
+- temporary failure: back to `pending` with `attempts + 1`, `last_error` and
+  `next_attempt_at = now + retry_delay(...)` — or `failed` once `max_attempts` is reached;
+- permanent failure: `failed` with the server's reply and a `delivery_failed` trace entry.
+
+A worker that dies mid-round leaves its messages `sending`; once the lease runs out the next
+round claims them again. The key (and so the Message-ID, and the outbox file name) is the same
+on that attempt, but whether the first attempt reached the provider cannot be known: delivery
+is at-least-once at the provider's boundary, exactly-once in the outbox.
+
+Time comes from the Clock only, and backoff is a computed `next_attempt_at`, never a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from tidings.errors import DeliveryError, PermanentDeliveryError
+from tidings.model.contacts import Channel
+from tidings.model.messages import Message, MessageStatus
+from tidings.model.trace import TraceEntry, TraceKind
+from tidings.ports import Clock, EmailSender, SmsSender, Store, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_MAX_ERROR = 1000  # characters of a server's reply kept in `last_error` and the trace
+
+
+@dataclass
+class DeliveryStats:
+    """What one or more rounds did; true when anything was claimed.
+
+    So `while await worker.run_once(): ...` drains what is due now.
+    """
+
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0  # temporary failures, to be attempted again later
+    failed: int = 0  # permanent failures and messages out of attempts
+
+    def __bool__(self) -> bool:
+        return self.claimed > 0
+
+    def __add__(self, other: DeliveryStats) -> DeliveryStats:
+        return DeliveryStats(
+            self.claimed + other.claimed,
+            self.sent + other.sent,
+            self.retrying + other.retrying,
+            self.failed + other.failed,
+        )
+
+
+def retry_delay(key: str, attempts: int, *, base_s: float, max_s: float) -> timedelta:
+    """How long to wait after the `attempts`-th failed attempt: exponential, capped, jittered.
+
+    The ceiling doubles from `base_s` and stops at `max_s`; the delay falls in the upper half
+    of it, at a point fixed by the key and attempt number, so that messages which failed
+    together (an outage) come back spread out, and the same message always waits the same.
+    """
+    exponent = min(max(attempts, 1) - 1, 64)  # 2**64 * base is past any sensible cap
+    ceiling = min(max_s, base_s * 2.0**exponent)
+    digest = hashlib.sha256(f"{key}#{attempts}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return timedelta(seconds=ceiling * (0.5 + 0.5 * fraction))
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The result of one attempt, before it is recorded."""
+
+    reference: str | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
+class DeliveryWorker:
+    """Claims due messages, sends them through the senders, and records what happened."""
+
+    def __init__(
+        self,
+        store: Store,
+        email: EmailSender,
+        sms: SmsSender,
+        clock: Clock,
+        *,
+        batch: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+        max_attempts: int = 8,
+        backoff_base_s: float = 30,
+        backoff_max_s: float = 3600,
+        concurrency: int = 8,
+    ) -> None:
+        if batch < 1 or concurrency < 1 or max_attempts < 1:
+            raise ValueError("batch, concurrency and max_attempts must be at least 1")
+        self._store = store
+        self._email = email
+        self._sms = sms
+        self._clock = clock
+        self._batch = batch
+        self._lease = lease
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._concurrency = concurrency
+        self._store_lock = threading.Lock()
+
+    async def run_once(self) -> DeliveryStats:
+        """One round: claim what is due now, send it, record each outcome."""
+        now = self._clock.now()
+        messages = await self._in_store(
+            lambda uow: uow.claim_messages(now, self._batch, self._lease)
+        )
+        stats = DeliveryStats(claimed=len(messages))
+        if not messages:
+            return stats
+        slots = asyncio.Semaphore(self._concurrency)
+        results = await asyncio.gather(*(self._deliver(m, slots) for m in messages))
+        for result in results:
+            if result is MessageStatus.sent:
+                stats.sent += 1
+            elif result is MessageStatus.pending:
+                stats.retrying += 1
+            elif result is MessageStatus.failed:
+                stats.failed += 1
+        return stats
+
+    async def drain(self, until_idle: bool = True) -> DeliveryStats:
+        """Rounds until one claims nothing (or just one round); the summed stats.
+
+        Only what is due by the clock's time is sent: retries wait for the clock to reach
+        their `next_attempt_at`, so this always ends.
+        """
+        total = DeliveryStats()
+        while True:
+            stats = await self.run_once()
+            total += stats
+            if not until_idle or not stats:
+                return total
+
+    def next_due_at(self) -> datetime | None:
+        """When the next message is due (or a lease runs out): the daemon's next alarm."""
+        with self._store.transaction() as uow:
+            return uow.next_message_due_at()
+
+    async def _deliver(self, message: Message, slots: asyncio.Semaphore) -> MessageStatus | None:
+        """Send one message (within the concurrency bound) and record the outcome."""
+        async with slots:
+            outcome = await self._attempt(message)
+        return await self._in_store(lambda uow: self._record(uow, message, outcome))
+
+    async def _attempt(self, message: Message) -> _Outcome:
+        """One delivery attempt; every Exception becomes an outcome.
+
+        So one message's trouble never stops the others. BaseExceptions (cancellation, exit)
+        propagate: the round is abandoned and the leases bring its messages back.
+        """
+        try:
+            if message.channel is Channel.email:
+                reference = await self._email.send_email(message)
+            else:
+                reference = await self._sms.send_sms(message)
+        except PermanentDeliveryError as exc:
+            return _Outcome(error=_text(exc), permanent=True)
+        except DeliveryError as exc:
+            return _Outcome(error=_text(exc))
+        except Exception as exc:
+            # A sender bug or an odd reply it did not expect: try again later rather than
+            # lose the message, and say so loudly.
+            log.exception("sender raised an unexpected error for message %s", message.key)
+            return _Outcome(error=_text(exc))
+        return _Outcome(reference=reference)
+
+    def _record(self, uow: UnitOfWork, claimed: Message, outcome: _Outcome) -> MessageStatus | None:
+        """Write one outcome; a message no longer `sending` (finished elsewhere) is left be."""
+        current = uow.get_message(claimed.key)
+        if current is None or current.status is not MessageStatus.sending:
+            log.warning("message %s changed while it was being sent; outcome dropped", claimed.key)
+            return None
+        now = self._clock.now()
+        attempts = current.attempts + 1
+        update: dict[str, Any] = {"attempts": attempts, "next_attempt_at": None}
+        trace: TraceEntry | None = None
+        if outcome.error is None:
+            update.update(
+                status=MessageStatus.sent,
+                sent_at=now,
+                provider_id=outcome.reference,
+                last_error=None,
+            )
+            trace = _trace(
+                current,
+                now,
+                TraceKind.delivered,
+                f"{_what(current)} delivered",
+                provider_id=outcome.reference,
+            )
+        elif outcome.permanent or attempts >= self._max_attempts:
+            error = outcome.error
+            if not outcome.permanent:
+                error = f"gave up after {attempts} attempts: {error}"
+            update.update(status=MessageStatus.failed, last_error=error)
+            trace = _trace(
+                current, now, TraceKind.delivery_failed, f"{_what(current)}: {error}", error=error
+            )
+        else:
+            delay = retry_delay(
+                current.key,
+                attempts,
+                base_s=self._backoff_base_s,
+                max_s=self._backoff_max_s,
+            )
+            update.update(
+                status=MessageStatus.pending,
+                last_error=outcome.error,
+                next_attempt_at=now + delay,
+            )
+        uow.save_message(current.model_copy(update=update))
+        if trace is not None:
+            uow.add_trace([trace])
+        status: MessageStatus = update["status"]
+        log.info("message %s: %s after %d attempt(s)", current.key, status.value, attempts)
+        return status
+
+    async def _in_store(self, work: Callable[[UnitOfWork], _T]) -> _T:
+        """Run `work` in one transaction, off the event loop (a commit may wait on the disk)."""
+        return await asyncio.to_thread(self._transaction, work)
+
+    def _transaction(self, work: Callable[[UnitOfWork], _T]) -> _T:
+        # One transaction at a time: concurrent SQLite writers would only queue on its lock.
+        with self._store_lock, self._store.transaction() as uow:
+            return work(uow)
+
+
+def _trace(message: Message, now: datetime, kind: TraceKind, text: str, **data: Any) -> TraceEntry:
+    """A trace entry about a message (whose attempt just ended), on its run's step."""
+    return TraceEntry(
+        at=now,
+        contact_id=message.contact_id,
+        workflow_id=message.workflow_id,
+        run_id=message.run_id,
+        step=message.step,
+        kind=kind,
+        message=text,
+        data={
+            "key": message.key,
+            "channel": message.channel.value,
+            "attempts": message.attempts + 1,
+            **data,
+        },
+    )
+
+
+def _what(message: Message) -> str:
+    """`email to a@b.c` / `sms to +336…`, for trace lines."""
+    return f"{message.channel.value} to {message.to}"
+
+
+def _text(exc: BaseException) -> str:
+    """An error as one bounded line for `last_error`."""
+    text = " ".join((str(exc) or type(exc).__name__).split())
+    return text[:_MAX_ERROR]
