@@ -322,3 +322,62 @@ def count_rows(db: Path, sql: str) -> int:
     """One integer from a read-only query on a SQLite file (a reader never blocks WAL)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
         return int(conn.execute(sql).fetchone()[0])
+
+
+@dataclass
+class Sink:
+    """The benchmarks' SMTP server (bench.smtp_sink) in its own process."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    out: Path
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{HOST}:{self.port}"
+
+    def received(self) -> list[tuple[float, str, int]]:
+        """(monotonic time, recipient, connection number) of every message so far."""
+        rows = []
+        with contextlib.suppress(FileNotFoundError), self.out.open(encoding="utf-8") as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) == 3 and line.endswith("\n"):
+                    rows.append((float(parts[0]), parts[1], int(parts[2])))
+        return rows
+
+    def count(self) -> int:
+        """How many messages arrived so far (complete lines)."""
+        with contextlib.suppress(FileNotFoundError), self.out.open("rb") as handle:
+            return handle.read().count(b"\n")
+        return 0
+
+    def usage(self) -> Usage:
+        return usage(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_sink(folder: Path) -> Sink:
+    """An SMTP server on a free loopback port, recording into `folder/received.txt`."""
+    port = free_port()
+    out = folder / "received.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.smtp_sink", "--port", str(port), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"SMTP sink did not start: {line!r}")
+    return Sink(proc, port, out)
