@@ -121,3 +121,39 @@ def test_future_tolerance_is_configurable() -> None:
     limits = Limits(future_tolerance=timedelta(minutes=30))
     with pytest.raises(EventError, match="more than 30 minutes in the future"):
         shapes.brevo_event(body, now=T0, limits=limits)
+
+
+def test_after_a_restart_repeats_are_still_caught(store: Store) -> None:
+    clock = ManualClock(T0 + timedelta(seconds=10))
+    body = {"event_name": "a", "identifiers": {"ext_id": "1"}}
+    dated = body | {"event_date": "2024-05-01T08:00:00+00:00"}
+    first = IngestService(store, clock)
+    first.ingest_now(submission(first, body))
+    first.ingest_now(submission(first, dated))
+    clock.advance(timedelta(seconds=30))
+    restarted = IngestService(store, clock)  # a new process: its recent index is empty
+    # same body, same 5-minute bucket: the store's body key; dated: the store's event
+    assert restarted.ingest_now(submission(restarted, body)).duplicates == 1
+    clock.advance(timedelta(minutes=4, seconds=25))  # next bucket, still inside the window
+    assert restarted.ingest_now(submission(restarted, dated)).duplicates == 1
+    assert len(all_events(store)) == 2
+
+
+def test_a_rolled_back_event_does_not_hide_a_later_one(store: Store) -> None:
+    clock = ManualClock(T0)
+    service = IngestService(FailOnEvent(store), clock)
+    poison = {"event_name": "poison", "identifiers": {"ext_id": "1"}}
+    assert isinstance(service.write([submission(service, poison)])[0], StoreError)
+    healed = IngestService(store, clock)
+    healed.recent = service.recent  # same process, the store works again
+    assert healed.ingest_now(submission(healed, poison)).stored == 1
+
+
+def test_identical_requests_in_one_transaction_are_stored_once(store: Store) -> None:
+    service = IngestService(store, ManualClock(T0))
+    body = {"event_name": "a", "identifiers": {"ext_id": "1"}, "event_properties": {"x": 1}}
+    results = service.write([submission(service, body), submission(service, body)])
+    assert [(r.stored, r.duplicates) for r in results if not isinstance(r, Exception)] == [
+        (1, 0),
+        (0, 1),
+    ]

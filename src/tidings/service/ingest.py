@@ -6,13 +6,14 @@ are stored unprocessed; the engine consumes them later.
 
 Duplicates (docs/ingestion.md) are recognised three ways, strongest first:
 - an explicit key: `Idempotency-Key` header (`idem:<api key id>:<value>[:<index>]`) or the
-  tracker's `eventdata.id` (`trk:<value>`): a repeat returns the stored event, stored once;
-- otherwise the same event (same name, identifiers, properties, contact properties, object and
-  event date, or no event date) already received for the same contact within the duplicate
-  window: a sliding window, checked in the writing transaction, so a retry that crosses any
-  boundary is still caught;
-- and a key from a hash of (api key id, exact body bytes, window bucket) so that two identical
-  requests racing in two processes still collide on the store's unique dedup key.
+  tracker's `eventdata.id` (`trk:<value>`), as the store's unique dedup key: exact, durable;
+- otherwise the same event (name, identifiers, properties, contact properties, object, and
+  event date if one was given) stored within the duplicate window: a sliding window, from the
+  process's index of recent content digests (`RecentEvents`), and for dated events also from
+  the store (same contact, same name, same instant), which survives restarts;
+- and a store dedup key from (api key id, exact body bytes, window bucket), so identical
+  requests racing through two processes, or a repeat after a restart within the same bucket,
+  still collide.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tidings.service.contacts import (
     unused_contact_id,
 )
 from tidings.service.group_commit import GroupCommitWriter
+from tidings.service.recent import RecentEvents, content_digest
 from tidings.service.validation import Limits
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -91,13 +93,12 @@ def dedup_keys(
     return tuple(f"{base}:{i}" if batch else base for i in range(count)), True
 
 
-def same_event(a: Event, b: Event, *, dated: bool = True) -> bool:
-    """Whether two events carry the same content (ids, seq and receipt time aside); events
-    without an explicit date took their receipt time, so `dated=False` skips the time."""
+def same_event(a: Event, b: Event) -> bool:
+    """Whether two events carry the same content (ids, seq and receipt time aside)."""
     return (
         a.name == b.name
         and a.identifiers == b.identifiers
-        and (a.occurred_at == b.occurred_at or not dated)
+        and a.occurred_at == b.occurred_at
         and a.properties == b.properties
         and a.contact_properties == b.contact_properties
         and a.object == b.object
@@ -123,6 +124,7 @@ class IngestService:
         self.limits = limits or Limits()
         self.duplicate_window = duplicate_window
         self._new_contact_id = new_contact_id
+        self.recent = RecentEvents(duplicate_window)
         self.writer: GroupCommitWriter[Submission, Outcome] = GroupCommitWriter(
             self.write, max_group=max_group_events, weight=lambda s: max(1, len(s.events))
         )
@@ -171,47 +173,77 @@ class IngestService:
     def write(self, submissions: Sequence[Submission]) -> list[Outcome | Exception]:
         """Write submissions in ONE transaction; if it fails, each alone, so one bad request
         never costs the others their events."""
+        pending: dict[str, tuple[int, datetime]] = {}
         try:
             with self.store.transaction() as uow:
-                results = [self._apply_checked(uow, s) for s in submissions]
+                results = [
+                    self._apply_checked(uow, sub, index, pending)
+                    for index, sub in enumerate(submissions)
+                ]
         except Exception as exc:
             if len(submissions) == 1:
                 return [exc]
             return [self._write_alone(s) for s in submissions]
+        # Only now, committed, may these events make later ones duplicates.
+        self.recent.add((digest, at) for digest, (_, at) in pending.items())
         return results
 
     def _write_alone(self, submission: Submission) -> Outcome | Exception:
+        pending: dict[str, tuple[int, datetime]] = {}
         try:
             with self.store.transaction() as uow:
-                return self._apply_checked(uow, submission)
+                result = self._apply_checked(uow, submission, 0, pending)
         except Exception as exc:
             return exc
+        self.recent.add((digest, at) for digest, (_, at) in pending.items())
+        return result
 
-    def _apply_checked(self, uow: UnitOfWork, submission: Submission) -> Outcome | Exception:
+    def _apply_checked(
+        self,
+        uow: UnitOfWork,
+        submission: Submission,
+        index: int,
+        pending: dict[str, tuple[int, datetime]],
+    ) -> Outcome | Exception:
         try:
             # Only reads happen before this check, so refusing here leaves no partial write.
             check_contact_ids(uow, list(submission.events), batch=submission.batch)
         except EventError as exc:
             return exc
-        return self._apply(uow, submission)
+        return self._apply(uow, submission, index, pending)
 
-    def _apply(self, uow: UnitOfWork, submission: Submission) -> Outcome:
+    def _apply(
+        self,
+        uow: UnitOfWork,
+        submission: Submission,
+        index: int,
+        pending: dict[str, tuple[int, datetime]],
+    ) -> Outcome:
+        """Store one submission's events; `pending` collects digests of this transaction
+        (submission index, receipt time) so a later submission in it can be a repeat."""
         fresh_id = unused_contact_id(uow, self._new_contact_id)
         own_ids = {event.id for event in submission.events}
         stored_events: list[Event] = []
         stored = duplicates = new_contacts = 0
         conflicts: dict[str, dict[str, str]] = {}
         for event, key in zip(submission.events, submission.dedup_keys, strict=True):
+            digest = content_digest(event) if submission.match_content else None
+            if digest is not None and self._repeat(digest, event, index, pending):
+                duplicates += 1  # recognised without touching the store or the contact
+                continue
             resolution = resolve(
                 event, known_contacts(uow, event), now=event.received_at, new_id=fresh_id
             )
             contact = resolution.contact
-            if not resolution.is_new and submission.match_content:
-                earlier = self._earlier_copy(uow, event, contact.id, own_ids)
-                if earlier is not None:
-                    stored_events.append(earlier)
-                    duplicates += 1
-                    continue
+            dated = event.occurred_at != event.received_at
+            if (
+                digest is not None
+                and dated
+                and not resolution.is_new
+                and self._stored_copy(uow, event, contact.id, own_ids) is not None
+            ):
+                duplicates += 1
+                continue
             record = event.model_copy(
                 update={"contact_id": contact.id, "conflicts": resolution.conflicts}
             )
@@ -226,32 +258,43 @@ class IngestService:
                 # A duplicate must not replay its contact update over later ones.
                 if is_new_event and resolution.changed:
                     uow.save_contact(contact)
-            stored_events.append(saved)
-            if is_new_event:
-                stored += 1
-                if resolution.conflicts:
-                    conflicts[saved.id] = {k.value: v for k, v in resolution.conflicts.items()}
-            else:
+            if not is_new_event:
                 duplicates += 1
+                continue
+            stored += 1
+            stored_events.append(saved)
+            if digest is not None:
+                pending.setdefault(digest, (index, event.received_at))
+            if resolution.conflicts:
+                conflicts[saved.id] = {k.value: v for k, v in resolution.conflicts.items()}
         return Outcome(tuple(stored_events), stored, duplicates, new_contacts, conflicts)
 
-    def _earlier_copy(
+    def _repeat(
+        self,
+        digest: str,
+        event: Event,
+        index: int,
+        pending: dict[str, tuple[int, datetime]],
+    ) -> bool:
+        """Stored within the window, or earlier in this transaction by another request.
+        Identical items of one batch are not repeats of each other."""
+        earlier = pending.get(digest)
+        if earlier is not None and earlier[0] != index:
+            return True
+        return self.recent.seen(digest, event.received_at)
+
+    def _stored_copy(
         self, uow: UnitOfWork, event: Event, contact_id: str, own_ids: set[str]
     ) -> Event | None:
-        """The same event already received for this contact within the window, if any."""
+        """The same dated event already stored for this contact within the window, if any: one
+        indexed query for that exact instant, so it stays cheap however busy the contact is."""
         since = event.received_at - self.duplicate_window
-        undated = event.occurred_at == event.received_at
-        if undated:
-            candidates = uow.contact_events(contact_id, names=[event.name], since=since)
-        else:
-            candidates = uow.contact_events(
-                contact_id, names=[event.name], since=event.occurred_at, until=event.occurred_at
-            )
+        candidates = uow.contact_events(
+            contact_id, names=[event.name], since=event.occurred_at, until=event.occurred_at
+        )
         for candidate in candidates:
             if candidate.id in own_ids or candidate.received_at < since:
                 continue
-            if undated and candidate.occurred_at != candidate.received_at:
-                continue
-            if same_event(candidate, event, dated=not undated):
+            if same_event(candidate, event):
                 return candidate
         return None
