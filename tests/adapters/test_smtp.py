@@ -348,3 +348,32 @@ def test_an_untrusted_certificate_is_refused(certificate: tuple[Path, Path]) -> 
     assert isinstance(result, TemporaryDeliveryError)
     assert "certificate" in str(result).lower()
     assert server.received == []
+
+
+# A server that misbehaves mid-message.
+
+
+def test_a_reply_that_never_comes_times_out_and_the_connection_is_dropped(
+    server: SmtpTestServer,
+) -> None:
+    server.hang("slow@example.org")
+    url = url_for(server, "timeout=0.3")
+    sender = SmtpSender(url, connections=1)
+
+    results = send_all(sender, [make_message(1, to="slow@example.org"), make_message(2)])
+
+    assert isinstance(results[0], TemporaryDeliveryError)
+    assert "timed out" in str(results[0])
+    assert results[1] == "<run-2.0@tidings>"  # on a new connection: the first one was dropped
+    assert server.sessions == 2
+    assert [r.rcpt_tos for r in server.received] == [("user2@example.org",)]
+
+
+def test_a_connection_cut_mid_message_is_temporary(server: SmtpTestServer) -> None:
+    server.drop("cut@example.org")
+
+    [result] = send_all(SmtpSender(url_for(server)), [make_message(1, to="cut@example.org")])
+
+    assert isinstance(result, TemporaryDeliveryError)
+    assert f"lost 127.0.0.1:{server.port}" in str(result)
+    assert server.received == []

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from support.messages import T0, make_message, make_sms
+from support.senders import Crash, CrashAfterSending, ScriptedSender
 from support.sms_carrier import FakeSmsCarrier
 from support.smtp_server import SmtpTestServer
 from tidings.adapters.clock import ManualClock
@@ -31,10 +32,6 @@ from tidings.service.delivery import DeliveryStats, DeliveryWorker, retry_delay
 
 BASE_S = 30.0
 MAX_S = 3600.0
-
-
-class Crash(BaseException):
-    """The process dying mid-send: not an Exception, so nothing may catch it."""
 
 
 @pytest.fixture
@@ -420,30 +417,6 @@ def test_sms_goes_through_the_carrier_and_a_5xx_is_retried(
 # Crashes and surprises.
 
 
-class CrashAfterSending:
-    """Wraps a sender: the first `crashes` sends reach the provider, then the process dies."""
-
-    def __init__(self, inner: Any, crashes: int = 1) -> None:
-        self.inner = inner
-        self.crashes = crashes
-        self.calls = 0
-
-    async def send_email(self, message: Message) -> str:
-        reference: str = await self.inner.send_email(message)
-        return self._maybe_crash(reference)
-
-    async def send_sms(self, message: Message) -> str:
-        reference: str = await self.inner.send_sms(message)
-        return self._maybe_crash(reference)
-
-    def _maybe_crash(self, reference: str) -> str:
-        self.calls += 1
-        if self.crashes > 0:
-            self.crashes -= 1
-            raise Crash
-        return reference
-
-
 def test_a_crash_mid_send_is_recovered_after_the_lease_without_a_second_file(
     store: Store, clock: ManualClock, tmp_path: Path
 ) -> None:
@@ -494,21 +467,6 @@ def test_a_crash_after_smtp_accepted_sends_again_with_the_same_message_id(
     ids = [r.message()["Message-ID"] for r in smtp.received]
     assert ids == ["<run-1.0@tidings>", "<run-1.0@tidings>"]
     assert smtp.received[0].data == smtp.received[1].data
-
-
-class ScriptedSender:
-    """Answers per recipient: an exception to raise, or a reference to return."""
-
-    def __init__(self, answers: dict[str, BaseException | str]) -> None:
-        self.answers = answers
-
-    async def send_email(self, message: Message) -> str:
-        answer = self.answers.get(message.to, f"ref-{message.key}")
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-    send_sms = send_email
 
 
 def test_an_unexpected_sender_error_is_retried_and_never_stops_the_batch(

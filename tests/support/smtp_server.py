@@ -1,6 +1,7 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1 for tests: records what it receives.
 
 It can refuse chosen recipients with any reply (4xx or 5xx, a number of times or always),
+never answer for them (`hang`) or cut the connection when they come up (`drop`),
 require a login, speak STARTTLS or implicit TLS, advertise SMTPUTF8 or not, and be stopped and
 started again on the same port to play an outage.
 
@@ -27,6 +28,8 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 HOST = "127.0.0.1"
+HANG = "(no answer)"  # a refusal "reply" that never comes
+DROP = "(connection cut)"  # a refusal "reply" that cuts the connection instead
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,17 @@ class _Handler:
                 if refusal.times is not None:
                     refusal.times -= 1
                 self.state.refused.append((address, refusal.reply))
-                return refusal.reply
+                reply = refusal.reply
+            else:
+                reply = ""
+        if reply in (HANG, DROP):
+            if reply == DROP:
+                assert server.transport is not None
+                server.transport.abort()  # type: ignore[attr-defined]
+            # Wait for ever: the session task is cancelled when the connection goes.
+            await asyncio.Event().wait()
+        if reply:
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -158,6 +171,14 @@ class SmtpTestServer:
         """How many connections clients have opened, across restarts."""
         with self._state.lock:
             return self._state.sessions
+
+    def hang(self, address: str) -> None:
+        """Never answer RCPT TO:<address>: the client's command timeout has to act."""
+        self.refuse(address, HANG)
+
+    def drop(self, address: str) -> None:
+        """Cut the connection when RCPT TO:<address> comes, without a reply."""
+        self.refuse(address, DROP)
 
     def refuse(self, address: str, reply: str, *, times: int | None = None) -> None:
         """Answer RCPT TO:<address> with `reply` (e.g. "550 5.1.1 no such user")."""
