@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from support.daemon import API_KEY, TRACKER_KEY, Daemon
+from tidings.adapters.http.app import HttpLimits
 from tidings.model.events import IdentifierKind
 
 
@@ -224,3 +225,17 @@ def test_javascript_tracker_posts_to_the_daemon(daemon: Daemon, tmp_path: Path) 
     contact = daemon.contact(events[0].contact_id or "")
     assert contact is not None
     assert contact.attributes == {"FIRSTNAME": "Zo\u00eb", "CART_SIZE": 1, "SOURCE": "page"}
+
+
+def test_browsers_can_read_refusals_too(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(limits=HttpLimits(max_body_bytes=256))
+    with daemon.client(**{"api-key": "", "ma-key": TRACKER_KEY}) as client:
+        big = client.post(
+            "/api/v2/trackEvent",
+            json={"email": "a@b.org", "event": "x", "properties": {"P": "p" * 300}},
+            headers={"Origin": "https://shop.example"},
+        )
+        bad = client.post("/api/v2/trackEvent", json={}, headers={"Origin": "https://shop.example"})
+    assert (big.status_code, bad.status_code) == (413, 400)
+    assert big.headers["access-control-allow-origin"] == "*"
+    assert bad.headers["access-control-allow-origin"] == "*"

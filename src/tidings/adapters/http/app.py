@@ -43,13 +43,14 @@ def create_app(
     app.include_router(tracker.router)
     for router in extra_routers:
         app.include_router(router)
-    # Last added runs first: the size limit sees the raw request before anything reads it.
-    app.add_middleware(tracker.TrackerCorsMiddleware)
+    # Last added runs first: CORS wraps everything (so a browser can read even a 413), then
+    # the size limit sees the raw request before anything reads it.
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=deps.limits.max_body_bytes,
         max_batch_body_bytes=deps.limits.max_batch_body_bytes,
     )
+    app.add_middleware(tracker.TrackerCorsMiddleware)
     _document_bodies(app)
     return app
 
