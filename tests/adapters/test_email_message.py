@@ -15,6 +15,7 @@ from tidings.adapters.email_message import (
     clean_subject,
     needs_smtputf8,
     parse_address,
+    to_bytes,
 )
 from tidings.errors import PermanentDeliveryError
 
@@ -117,6 +118,22 @@ def test_marketing_mail_with_a_link_offers_one_click_unsubscribe() -> None:
 
     assert mail["List-Unsubscribe"] == f"<{UNSUB}>"
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_a_long_unsubscribe_link_stays_literal_on_the_wire() -> None:
+    # Python would fold it into RFC 2047 encoded words, which mail clients do not decode here.
+    link = "https://tidings.example/u/" + "eyJjIjoiY29udGFjdC0xIn0." + "x" * 200
+
+    for utf8 in (False, True):
+        raw = to_bytes(build_email(make_message(), list_unsubscribe=link), utf8=utf8)
+
+        assert f"\r\nList-Unsubscribe: <{link}>\r\n".encode() in raw
+
+
+def test_an_unusable_unsubscribe_link_is_refused() -> None:
+    for link in ("https://u.example/a b", "https://u.example/>x", "https://u.example/" + "x" * 900):
+        with pytest.raises(PermanentDeliveryError, match="unusable unsubscribe link"):
+            build_email(make_message(), list_unsubscribe=link)
 
 
 @pytest.mark.parametrize(

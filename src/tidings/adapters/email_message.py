@@ -15,7 +15,9 @@ from email import policy
 from email.errors import HeaderParseError, NonASCIILocalPartDefect
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
+from typing import Any
 
 from tidings.errors import PermanentDeliveryError
 from tidings.model.messages import Message
@@ -24,6 +26,34 @@ from tidings.model.messages import Message
 # anything that could end a header line somewhere between us and the recipient's mailbox.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BLANKS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
+_VERBATIM = {"list-unsubscribe"}
+_MAX_LINK = 900  # SMTP lines stop at 998 octets, and this header is never folded
+
+
+class _WirePolicy(EmailPolicy):
+    """The SMTP policy, except that List-Unsubscribe is written as it is.
+
+    Python folds a long unstructured header that has no space in it by turning it into
+    RFC 2047 encoded words; mail clients do not decode those in List-Unsubscribe, whose
+    `<url>` must stay literal, so a long unsubscribe link would be broken for them.
+    """
+
+    def fold(self, name: str, value: Any) -> str:
+        """One header line, verbatim for List-Unsubscribe."""
+        if name.lower() in _VERBATIM:
+            return f"{name}: {value}{self.linesep}"
+        folded: str = super().fold(name, value)
+        return folded
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        """One header line as bytes, verbatim for List-Unsubscribe."""
+        if name.lower() in _VERBATIM:
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+WIRE = _WirePolicy(linesep="\r\n")
+WIRE_UTF8 = WIRE.clone(utf8=True)
 
 
 def parse_address(value: str, *, field: str) -> Address:
@@ -81,7 +111,7 @@ def build_email(
 ) -> EmailMessage:
     """The MIME message for `message`: multipart/alternative when it has HTML."""
     sender, recipient = envelope(message, default_sender=default_sender)
-    mail = EmailMessage(policy=policy.SMTP)
+    mail = EmailMessage(policy=WIRE)
     mail["From"] = sender
     mail["To"] = recipient
     if message.reply_to:
@@ -93,7 +123,8 @@ def build_email(
     mail["Message-ID"] = message.message_id
     mail["Auto-Submitted"] = "auto-generated"
     if list_unsubscribe and not message.transactional:
-        if _CONTROL.search(list_unsubscribe) or any(c in list_unsubscribe for c in "<> "):
+        unusable = _CONTROL.search(list_unsubscribe) or any(c in list_unsubscribe for c in "<> ")
+        if unusable or not list_unsubscribe.isascii() or len(list_unsubscribe) > _MAX_LINK:
             raise PermanentDeliveryError(f"unusable unsubscribe link {list_unsubscribe!r}")
         mail["List-Unsubscribe"] = f"<{list_unsubscribe}>"
         # RFC 8058: receivers may unsubscribe with one POST, without a confirmation page.
@@ -105,6 +136,11 @@ def build_email(
         digest = hashlib.sha256(message.key.encode()).hexdigest()[:24]
         mail.set_boundary(f"=_tidings_{digest}")
     return mail
+
+
+def to_bytes(mail: EmailMessage, *, utf8: bool) -> bytes:
+    """The message as it goes on the wire (CRLF); `utf8` for SMTPUTF8 (UTF-8 addresses)."""
+    return mail.as_bytes(policy=WIRE_UTF8 if utf8 else WIRE)
 
 
 def _lines(body: str) -> str:

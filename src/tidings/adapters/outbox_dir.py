@@ -14,10 +14,9 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
-from email import policy
 from pathlib import Path
 
-from tidings.adapters.email_message import build_email, envelope, needs_smtputf8
+from tidings.adapters.email_message import build_email, envelope, needs_smtputf8, to_bytes
 from tidings.errors import PermanentDeliveryError, TemporaryDeliveryError
 from tidings.model.contacts import Channel
 from tidings.model.messages import Message
@@ -61,8 +60,8 @@ class OutboxDirSender:
         link = self._unsubscribe_url(message) if self._unsubscribe_url else None
         mail = build_email(message, list_unsubscribe=link, default_sender=self._mail_from)
         sender, recipient = envelope(message, default_sender=self._mail_from)
-        wire = policy.SMTPUTF8 if needs_smtputf8(sender, recipient) else policy.SMTP
-        self._write(self.path_for(message), mail.as_bytes(policy=wire))
+        data = to_bytes(mail, utf8=needs_smtputf8(sender, recipient))
+        self._write(self.path_for(message), data)
         return message.message_id
 
     async def send_sms(self, message: Message) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import aiosmtplib
 
-from tidings.adapters.email_message import build_email, envelope, needs_smtputf8
+from tidings.adapters.email_message import build_email, envelope, needs_smtputf8, to_bytes
 from tidings.adapters.smtp_url import SmtpUrl, TlsMode
 from tidings.errors import PermanentDeliveryError, TemporaryDeliveryError
 from tidings.model.messages import Message
@@ -61,6 +61,7 @@ class SmtpSender:
         mail = build_email(message, list_unsubscribe=link, default_sender=self._mail_from)
         sender, recipient = envelope(message, default_sender=self._mail_from)
         utf8 = needs_smtputf8(sender, recipient)
+        data = to_bytes(mail, utf8=utf8)
         self._bind_to_running_loop()
         async with self._slots:
             client = self._take_idle()
@@ -76,8 +77,11 @@ class SmtpSender:
                             f"{recipient.addr_spec}: address needs SMTPUTF8, "
                             "which the server does not offer"
                         )
-                    await client.send_message(
-                        mail, sender=sender.addr_spec, recipients=[recipient.addr_spec]
+                    await client.sendmail(
+                        sender.addr_spec,
+                        [recipient.addr_spec],
+                        data,
+                        mail_options=_mail_options(client, utf8=utf8),
                     )
                 except aiosmtplib.SMTPTimeoutError as exc:
                     # The server may still be busy with the message: no second try here.
@@ -179,6 +183,16 @@ class SmtpSender:
             raise TemporaryDeliveryError(f"cannot use SMTP server {self._where}: {exc}") from exc
         self.connections_opened += 1
         return client
+
+
+def _mail_options(client: aiosmtplib.SMTP, *, utf8: bool) -> list[str]:
+    """MAIL FROM parameters: SMTPUTF8 (and 8BITMIME for its UTF-8 headers) when needed.
+
+    The body is always 7-bit (quoted-printable parts), so plain messages need neither.
+    """
+    if not utf8:
+        return []
+    return ["SMTPUTF8", "BODY=8BITMIME"] if client.supports_extension("8bitmime") else ["SMTPUTF8"]
 
 
 def _abort(client: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None) -> None:
