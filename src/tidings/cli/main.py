@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tidings import __version__
-from tidings.cli import db, keys, preview, schema, validate
+from tidings.cli import db, explain, keys, preview, run, schema, status, validate
 
 app = typer.Typer(
     name="tidings",
@@ -43,6 +43,9 @@ def _root(
 app.command("validate")(validate.validate)
 app.command("schema")(schema.schema)
 app.command("preview")(preview.preview)
+app.command("run")(run.run)
+app.command("status")(status.status)
+app.command("explain")(explain.explain)
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 
