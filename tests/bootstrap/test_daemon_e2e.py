@@ -1,0 +1,145 @@
+"""End to end: `tidings run` as a subprocess on SQLite, a real SMTP server, events over HTTP.
+
+Time is the daemon's file clock: the test moves it and waits for the daemon to react.
+"""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+
+import httpx
+
+from tidings.model.runs import Outcome, RunStatus
+
+from .conftest import API_KEY, SECRET_KEY, T0, Site, message_ids, wait_until
+
+
+def test_an_abandoned_cart_email_arrives_after_the_wait_and_a_purchase_prevents_it(
+    site: Site,
+) -> None:
+    daemon = site.start()
+    answers = [
+        daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=42),
+        daemon.post_event("cart_updated", "bob@example.com", cart_id="K2", total=7),
+        daemon.post_event("order_completed", "bob@example.com", cart_id="K2"),
+    ]
+    assert [a.status_code for a in answers] == [204, 204, 204]
+
+    daemon.advance(timedelta(minutes=59))
+    assert site.smtp.received == []  # still waiting
+    daemon.advance(timedelta(minutes=1))
+
+    [received] = site.smtp.received
+    mail = received.message()
+    assert received.rcpt_tos == ("ann@example.com",)
+    assert mail["Subject"] == "Ann, your cart K1 is waiting"
+    assert mail["From"] == "Shop <shop@example.com>"
+    html = mail.get_body(("html",))
+    assert html is not None
+    assert "your cart of 42 EUR is waiting" in html.get_content()
+    link = str(mail["List-Unsubscribe"]).strip().strip("<>")
+    assert link.startswith(f"{daemon.url}/u/")
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    runs = {run.key: run for run in daemon.runs()}
+    assert (runs["K1"].status, runs["K1"].outcome) == (RunStatus.finished, Outcome.finished)
+    assert (runs["K2"].outcome, runs["K2"].reason) == (Outcome.exited_goal, "bought")
+    assert daemon.metric("tidings_messages_sent_total", channel="email") == 1
+    assert daemon.metric("tidings_runs_exited_total", workflow="cart") == 1
+    assert daemon.metric("tidings_events_ingested_total") == 3
+    assert daemon.stop() == 0
+    # Structured logs, and no secret in them.
+    assert len(daemon.logs.lines) == len(daemon.logs.raw) > 0
+    assert {"ts", "level", "logger", "message"} <= set(daemon.logs.lines[0])
+    assert API_KEY not in daemon.logs.text()
+    assert SECRET_KEY not in daemon.logs.text()
+
+
+def test_the_unsubscribe_link_of_an_email_stops_the_next_one_and_explain_says_why(
+    site: Site,
+) -> None:
+    daemon = site.start()
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.advance(timedelta(hours=1))
+    [received] = site.smtp.received
+    link = str(received.message()["List-Unsubscribe"]).strip().strip("<>")
+
+    # What a mail client does for RFC 8058 one-click.
+    answer = httpx.post(
+        link,
+        content="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K2", total=20)
+    daemon.advance(timedelta(hours=1))
+
+    assert len(site.smtp.received) == 1
+    explained = site.cmd("explain", "ann@example.com")
+    assert explained.returncode == 0, explained.stderr
+    assert "unsubscribed from: email" in explained.stdout
+    assert "unsubscribed from email (link)" in explained.stdout
+    assert "email 'cart' skipped: unsubscribed from email" in explained.stdout
+    assert daemon.stop() == 0
+
+
+def test_sighup_reloads_workflows_keeps_runs_on_their_version_and_reports_bad_files(
+    site: Site,
+) -> None:
+    daemon = site.start()
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.tick()
+    [before] = daemon.runs()
+
+    site.write_workflow("cart.yaml", CART_TWO_HOURS)
+    site.write_workflow("broken.yaml", "id: broken\ntrigger: {event: x}\nsteps:\n  - wiat: 1h\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: daemon.logs.find("workflows reloaded"), "the reload")
+    daemon.post_event("cart_updated", "bob@example.com", cart_id="K2", total=10)
+    daemon.tick()
+
+    [problem] = daemon.logs.find("workflow problem")
+    assert problem["level"] == "error"
+    assert "broken.yaml" in problem["message"]
+    assert "wiat" in problem["message"]
+    assert daemon.metric("tidings_workflow_problems") == 1
+    runs = {run.key: run for run in daemon.runs()}
+    assert runs["K1"].workflow_version == before.workflow_version
+    assert runs["K1"].due_at == T0 + timedelta(hours=1)
+    assert runs["K2"].workflow_version != before.workflow_version
+    assert runs["K2"].due_at == T0 + timedelta(hours=2)
+
+    daemon.advance(timedelta(hours=2))
+    subjects = sorted(str(r.message()["Subject"]) for r in site.smtp.received)
+    assert subjects == ["Ann, your cart K1 is waiting", "Bob, your cart K2 is waiting"]
+    assert daemon.stop() == 0
+
+
+def test_sigterm_stops_gracefully_and_a_restart_picks_up_what_became_due(site: Site) -> None:
+    daemon = site.start()
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.tick()
+    assert daemon.stop() == 0
+    assert daemon.logs.find("stopped")
+
+    # Time passes while the daemon is down; at start it handles what is due, then re-arms.
+    site.clock_file.write_text((T0 + timedelta(hours=3)).isoformat(), encoding="utf-8")
+    again = site.start()
+    again.tick()
+
+    assert len(site.smtp.received) == 1
+    assert message_ids(site.smtp) == [m.message_id for m in again.messages()]
+    assert again.metric("tidings_timer_lag_seconds") == 0
+    assert again.stop() == 0
+
+
+CART_TWO_HOURS = """
+    id: cart
+    name: Abandoned cart
+    trigger:
+      event: cart_updated
+    key: "{{ event.properties.cart_id }}"
+    steps:
+      - wait: 2h
+      - send_email: {template: cart}
+    """
