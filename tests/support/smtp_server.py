@@ -5,13 +5,16 @@ never answer for them (`hang`) or cut the connection when they come up (`drop`),
 require a login, speak STARTTLS or implicit TLS, advertise SMTPUTF8 or not, and be stopped and
 started again on the same port to play an outage.
 
-Why not aiosmtpd's threaded `Controller`: it needs a fixed port before it starts, opens a
-throwaway "trigger" connection (which would count as a session), and its `stop()` cancels
-tasks without closing client transports, so a connection still open from a client pool is
-garbage-collected with a ResourceWarning — an error under `filterwarnings = error`, raised in a
-thread where pytest reports it as an unraisable exception. This server runs the same `SMTP`
-protocol in its own loop and thread, and on stop aborts every open connection and lets every
-task finish before it closes the loop, so nothing is left to warn.
+Why not aiosmtpd's threaded `Controller`: it cannot take port 0 (its start-up "trigger"
+connection dials the port it was given, so a free port must be guessed beforehand, a race),
+that trigger connection would count as a client session, and its `stop()` cancels the session
+tasks where an outage test wants every connection cut at once. Checked under `-W error`, Controller
+itself raised no warning; the ResourceWarnings met while writing these tests came from the
+client side (a TLS connection closed politely as the event loop ended, see
+`tidings.adapters.smtp._abort`). This server runs the same `SMTP` protocol in its own loop and
+thread, listens on port 0 then keeps that port across restarts, and on stop aborts every open
+connection (as a crashed server would) and lets every task end before it closes the loop, so
+nothing is left for the collector to warn about.
 """
 
 from __future__ import annotations
