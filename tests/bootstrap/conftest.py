@@ -242,7 +242,8 @@ class Site:
     def write_workflow(self, name: str, text: str) -> None:
         (self.workflows / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
 
-    def env(self, **overrides: str) -> dict[str, str]:
+    def env(self, **overrides: str | None) -> dict[str, str]:
+        """The daemon's environment; an override of None removes that variable."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
         base.update(
             TIDINGS_DATABASE_URL=self.db_url,
@@ -257,10 +258,10 @@ class Site:
             TIDINGS_CLOCK_FILE=str(self.clock_file),
             TIDINGS_LOG_LEVEL="INFO",
         )
-        base.update(overrides)
-        return base
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return {k: v for k, v in base.items() if overrides.get(k, "") is not None}
 
-    def start(self, **env: str) -> DaemonProcess:
+    def start(self, **env: str | None) -> DaemonProcess:
         """Start a daemon and return once it listens."""
         if not self.clock_file.exists():
             write_clock_file(self.clock_file, T0)

@@ -143,3 +143,34 @@ def test_a_killed_daemon_loses_nothing_and_sends_each_due_message_once(site: Sit
     assert len(messages) == 10 + len(late_carts)
     assert set(in_flight) <= {m.key for m in messages}
     assert again.stop() == 0
+
+
+def test_sigterm_with_a_delivery_stuck_stops_within_the_grace_and_the_lease_brings_it_back(
+    site: Site,
+) -> None:
+    smtp_url = f"smtp://127.0.0.1:{site.smtp.port}?timeout=300"
+    daemon = site.start(TIDINGS_SMTP_URL=smtp_url, TIDINGS_SHUTDOWN_GRACE_S="1")
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=1)
+    daemon.tick()
+    site.smtp.stop()
+    silent = SilentServer(site.smtp.port)
+    site.clock_file.write_text((daemon.now() + timedelta(hours=1)).isoformat(), encoding="utf-8")
+    daemon.proc.send_signal(signal.SIGUSR1)
+    wait_until(
+        lambda: [m for m in daemon.messages() if m.status is MessageStatus.sending],
+        "the delivery in flight",
+    )
+
+    code = daemon.stop(signal.SIGTERM)
+    silent.close()
+
+    assert code == 0
+    assert daemon.logs.find("deliveries still in flight after the grace period")
+    [message] = daemon.messages()
+    assert message.status is MessageStatus.sending  # leased, not lost, not marked sent
+    site.smtp.start()
+    again = site.start(TIDINGS_SMTP_URL=smtp_url)
+    again.advance(timedelta(minutes=10))  # past the lease
+    assert message_ids(site.smtp) == [message.message_id]
+    assert [m.status for m in again.messages()] == [MessageStatus.sent]
+    assert again.stop() == 0

@@ -12,7 +12,15 @@ import httpx
 
 from tidings.model.runs import Outcome, RunStatus
 
-from .conftest import API_KEY, SECRET_KEY, T0, Site, message_ids, wait_until
+from .conftest import (
+    API_KEY,
+    CART_WORKFLOW,
+    SECRET_KEY,
+    T0,
+    Site,
+    message_ids,
+    wait_until,
+)
 
 
 def test_an_abandoned_cart_email_arrives_after_the_wait_and_a_purchase_prevents_it(
@@ -131,6 +139,22 @@ def test_sigterm_stops_gracefully_and_a_restart_picks_up_what_became_due(site: S
     assert message_ids(site.smtp) == [m.message_id for m in again.messages()]
     assert again.metric("tidings_timer_lag_seconds") == 0
     assert again.stop() == 0
+
+
+def test_with_the_real_clock_the_alarm_alone_wakes_the_engine_when_a_wait_ends(
+    site: Site,
+) -> None:
+    # No clock file and no SIGUSR1: only the APScheduler alarm can fire this one-second wait.
+    site.write_workflow("cart.yaml", CART_WORKFLOW.replace("wait: 1h", "wait: 1s"))
+    daemon = site.start(TIDINGS_CLOCK_FILE=None)
+    assert daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=5).is_success
+
+    wait_until(lambda: site.smtp.received, "the email after the wait")
+
+    assert [r.rcpt_tos for r in site.smtp.received] == [("ann@example.com",)]
+    assert daemon.metric("tidings_alarm_wakes_total") >= 1
+    assert daemon.metric("tidings_ticks_handled") == 0
+    assert daemon.stop() == 0
 
 
 CART_TWO_HOURS = """
