@@ -120,6 +120,18 @@ def test_sighup_reloads_workflows_keeps_runs_on_their_version_and_reports_bad_fi
     daemon.advance(timedelta(hours=2))
     subjects = sorted(str(r.message()["Subject"]) for r in site.smtp.received)
     assert subjects == ["Ann, your cart K1 is waiting", "Bob, your cart K2 is waiting"]
+
+    # A file that stops validating keeps its last good version running.
+    site.write_workflow("cart.yaml", CART_TWO_HOURS.replace("wait: 2h", "wait: 2 hours please"))
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(daemon.logs.find("workflows reloaded")) == 2, "the second reload")
+    daemon.post_event("cart_updated", "carl@example.com", cart_id="K3", total=10)
+    daemon.tick()
+
+    assert daemon.logs.find("workflows reloaded")[-1]["kept_last_good"] == ["cart"]
+    assert any("cart.yaml" in line["message"] for line in daemon.logs.find("workflow problem"))
+    runs = {run.key: run for run in daemon.runs()}
+    assert runs["K3"].workflow_version == runs["K2"].workflow_version
     assert daemon.stop() == 0
 
 
