@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 
 from tidings import __version__
-from tidings.cli import db, explain, keys, preview, run, schema, status, validate
+from tidings.cli import (
+    db,
+    explain,
+    import_cmd,
+    keys,
+    preview,
+    run,
+    schema,
+    simulate,
+    status,
+    validate,
+)
 
 app = typer.Typer(
     name="tidings",
@@ -43,6 +54,8 @@ def _root(
 app.command("validate")(validate.validate)
 app.command("schema")(schema.schema)
 app.command("preview")(preview.preview)
+app.command("simulate")(simulate.simulate)
+app.command("import")(import_cmd.import_events)
 app.command("run")(run.run)
 app.command("status")(status.status)
 app.command("explain")(explain.explain)

@@ -3,8 +3,9 @@
 Reading a contact's state from SQL for every event is what makes a replay slow; here each
 contact's contact row, event history and runs are read once, then kept up to date by the writes
 that go through the cache. Runs, contacts and trace entries are written behind, in bulk, when
-the chunk's transaction ends (`flush`); events and messages are written through (their store
-assigns `seq` and reports which message keys are new). Waiting runs are indexed in memory by
+the chunk's transaction ends (`flush`); so are messages when the store was empty at the start
+(their keys are then known to be new), while events are written through (the store assigns their
+`seq`). Waiting runs are indexed in memory by
 due time, so firing timers reads nothing either.
 
 This is only sound when nothing else writes to the store while the replay runs, which is what
@@ -59,6 +60,8 @@ class ReplayCache:
         self.dirty_contacts: dict[str, Contact] = {}
         self.dirty_runs: dict[str, Run] = {}
         self.trace: list[TraceEntry] = []
+        self.messages: dict[str, Message] = {}  # fresh store only: new messages by key
+        self.message_keys: set[str] = set()  # every key recorded by this replay
         self.waiting: dict[str, Run] | None = None  # waiting runs by id (None: not read)
         self.due: list[tuple[datetime, str]] = []  # heap; stale items skipped on the way
 
@@ -86,6 +89,7 @@ class CachedUnitOfWork:
         if c.trace:
             self.uow.add_trace(c.trace)
             c.trace = []
+        self._flush_messages()
         while len(c.entries) > c.max_contacts:
             # The owners of identifiers stay known (they are small); the contact's state is
             # read again from the store, where the flush just put it.
@@ -332,27 +336,46 @@ class CachedUnitOfWork:
         return self.uow.trace_for_contact(contact_id, workflow_id)
 
     def add_messages(self, messages: Sequence[Message]) -> int:
-        """Insert messages whose key is new (written through)."""
-        return self.uow.add_messages(messages)
+        """Insert messages whose key is new (on a fresh store, written at the flush)."""
+        if not self.cache.fresh:
+            return self.uow.add_messages(messages)
+        added = 0
+        for message in messages:
+            if message.key not in self.cache.message_keys:
+                self.cache.message_keys.add(message.key)
+                self.cache.messages[message.key] = message
+                added += 1
+        return added
+
+    def _flush_messages(self) -> None:
+        if self.cache.messages:
+            self.uow.add_messages(list(self.cache.messages.values()))
+            self.cache.messages.clear()
 
     def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
         """Due messages (from the store)."""
+        self._flush_messages()
         return self.uow.claim_messages(now, limit, lease)
 
     def save_message(self, message: Message) -> None:
-        """Replace a message's delivery state (written through)."""
-        self.uow.save_message(message)
+        """Replace a message's delivery state (in the pending insert when it is not written yet)."""
+        if message.key in self.cache.messages:
+            self.cache.messages[message.key] = message
+        else:
+            self.uow.save_message(message)
 
     def get_message(self, key: str) -> Message | None:
         """One message by key."""
-        return self.uow.get_message(key)
+        return self.cache.messages.get(key) or self.uow.get_message(key)
 
     def messages_for_contact(self, contact_id: str) -> list[Message]:
         """A contact's messages, oldest first."""
+        self._flush_messages()
         return self.uow.messages_for_contact(contact_id)
 
     def next_message_due_at(self) -> datetime | None:
         """When the earliest pending message may next be attempted."""
+        self._flush_messages()
         return self.uow.next_message_due_at()
 
     def save_workflow_version(self, workflow_id: str, version: str, source: str) -> None:
