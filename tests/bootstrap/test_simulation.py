@@ -1,0 +1,181 @@
+"""`simulate` on the real REES46 sample, checked against a computation written here.
+
+How "the same cart" and its exits map onto the REES46 columns (mappings/rees46.yaml and
+workflows/abandoned_cart.yaml): a contact is a `user_id`; each `cart` row is a `cart_updated`
+event whose cart is everything carted so far in that `user_session` (so `cart_id` is the
+session and `total` the sum of those prices); the purchase rows of a session form one
+`order_completed` per 5-minute group, dated at the group's first row, with `cart_id` = the
+session. The workflow runs once per (user, session): a cart row with a total above 0 starts it
+over (mode restart), an order of the same session ends it (exit goal), otherwise the email goes
+one hour after the session's last cart row and the SMS step a day later. At the same second a
+cart row comes before an order (orders are complete only after their 5 minutes).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tidings.bootstrap.simulation import SimulationRequest, SimulationResult, read_file, simulate
+from tidings.compile.loader import load_workflow
+from tidings.compile.templates import TemplateCatalog
+from tidings.model.workflow import Mode, SendEmailStep, SendSmsStep, WaitStep
+from tidings.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+REES46 = ROOT.parent / "shared" / "data" / "rees46_multicategory_2019-10-01_head.csv"
+DEMO_MAPPING = ROOT / "mappings" / "rees46_demo.yaml"
+WAIT = timedelta(hours=1)
+ORDER_WINDOW = timedelta(minutes=5)
+
+needs_sample = pytest.mark.skipif(not REES46.exists(), reason=f"{REES46} is not there")
+
+
+def _time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
+
+
+@dataclass
+class Expected:
+    """Abandoned-cart figures computed from the CSV rows alone."""
+
+    started: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    emails: list[tuple[str, datetime]] = field(default_factory=list)  # (user_id, when)
+    zero_carts: int = 0  # cart rows whose cart totals 0: the trigger's condition is false
+
+
+def expected_abandoned_carts(path: Path) -> Expected:
+    """Walk each (user, session) through the workflow's rules (see the module docstring)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    sessions: dict[tuple[str, str], list[tuple[datetime, int, str]]] = defaultdict(list)
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    order_start: dict[tuple[str, str], datetime] = {}
+    for row in rows:
+        key, at = (row["user_id"], row["user_session"]), _time(row["event_time"])
+        if row["event_type"] == "cart":
+            totals[key] += Decimal(row["price"])
+            sessions[key].append((at, 0, "cart" if totals[key] > 0 else "cart at 0"))
+        elif row["event_type"] == "purchase" and (
+            key not in order_start or at - order_start[key] > ORDER_WINDOW
+        ):
+            order_start[key] = at
+            sessions[key].append((at, 1, "order"))
+    result = Expected()
+    for (user, _), events in sessions.items():
+        due: datetime | None = None  # the hour's end while the run waits for it
+        started: datetime | None = None  # when the active run was triggered
+        for at, _, kind in sorted(events):
+            if due is not None and due < at:  # the hour ran out before this event
+                result.emails.append((user, due))
+                due = None  # now waiting a day for the SMS step (which has no phone to use)
+            if kind == "cart":
+                if started is not None:
+                    result.outcomes["restarted"] += 1
+                result.started += 1
+                started, due = at, at + WAIT
+            elif kind == "cart at 0":
+                result.zero_carts += 1
+            elif kind == "order" and started is not None and at >= started:
+                result.outcomes["exited_goal"] += 1
+                started = due = None
+        if due is not None:
+            result.emails.append((user, due))
+        if started is not None:
+            result.outcomes["finished"] += 1  # the day passes, the SMS is skipped, the end
+    return result
+
+
+def _abandoned_cart_only(tmp_path: Path) -> Path:
+    """The bundled abandoned-cart workflow alone, checked to still say what the test models."""
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    source = ROOT / "workflows" / "abandoned_cart.yaml"
+    shutil.copy(source, folder)
+    loaded = load_workflow(source, TemplateCatalog.load(ROOT / "templates"))
+    assert loaded.workflow is not None, [str(p) for p in loaded.problems]
+    definition = loaded.workflow.definition
+    steps = definition.steps
+    assert (definition.trigger.event, definition.mode) == (["cart_updated"], Mode.restart)
+    assert definition.key is not None and "cart_id" in definition.key
+    assert [goal.event for goal in definition.exit] == [["order_completed"]]
+    assert [type(step) for step in steps] == [WaitStep, SendEmailStep, WaitStep, SendSmsStep]
+    assert isinstance(steps[0], WaitStep) and steps[0].wait.for_ == WAIT
+    return folder
+
+
+def _run(tmp_path: Path, events: Path, workflows: Path, name: str) -> SimulationResult:
+    request = SimulationRequest(
+        events=events,
+        mapping=DEMO_MAPPING,
+        workflows_dir=workflows,
+        templates_dir=ROOT / "templates",
+        outbox_dir=tmp_path / f"outbox-{name}",
+        database_url=f"sqlite:///{tmp_path / f'{name}.db'}",
+    )
+    return simulate(request, load_settings(environ={}), read_file(request))
+
+
+@needs_sample
+def test_the_abandoned_carts_of_the_rees46_sample_are_the_ones_computed_from_its_rows(
+    tmp_path: Path,
+) -> None:
+    expected = expected_abandoned_carts(REES46)
+
+    result = _run(tmp_path, REES46, _abandoned_cart_only(tmp_path), "rees46")
+
+    [figures] = result.report.workflows
+    assert figures.runs_started == expected.started
+    assert figures.outcomes == dict(expected.outcomes)
+    assert figures.messages == len(expected.emails)
+    with sqlite3.connect(tmp_path / "rees46.db") as db:
+        sent = db.execute(
+            'SELECT m."to", m.created_at, m.status FROM messages m'
+            " WHERE m.workflow_id = 'abandoned_cart' ORDER BY m.created_at, m.\"to\""
+        ).fetchall()
+    assert sorted(
+        (to, datetime.fromisoformat(at).replace(tzinfo=UTC)) for to, at, _ in sent
+    ) == sorted((f"user{user}@example.invalid", when) for user, when in expected.emails)
+    assert {status for _, _, status in sent} == {"sent"}
+    assert len(list((tmp_path / "outbox-rees46").glob("*.eml"))) == len(expected.emails)
+    assert result.report.totals.refused == 0 and result.report.totals.skipped == 0
+    skips = {"SMS 'abandoned_cart' skipped: no phone number": expected.outcomes["finished"]}
+    if expected.zero_carts:
+        skips["not started: a trigger condition is false"] = expected.zero_carts
+    assert figures.skips == skips
+
+
+@needs_sample
+def test_the_same_log_gives_the_same_report_byte_for_byte(tmp_path: Path) -> None:
+    head = tmp_path / "head.csv"
+    with REES46.open(encoding="utf-8") as source:
+        head.write_text("".join(source.readline() for _ in range(1500)), encoding="utf-8")
+
+    first = _run(tmp_path, head, ROOT / "workflows", "first")
+    second = _run(tmp_path, head, ROOT / "workflows", "second")
+
+    assert first.report.to_json() == second.report.to_json()
+    assert first.report.totals.messages > 0
+    names = sorted(p.name for p in (tmp_path / "outbox-first").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "outbox-second").iterdir())
+    assert len(names) == first.outbox_files == first.report.totals.messages
+
+
+def test_the_demo_mapping_is_the_rees46_mapping_plus_placeholder_addresses() -> None:
+    from tidings.service.csv_mapping import load_mapping
+
+    base = load_mapping(ROOT / "mappings" / "rees46.yaml")
+    demo = load_mapping(DEMO_MAPPING)
+
+    assert demo.model_copy(update={"contact_properties": {}}) == base
+    assert list(demo.contact_properties) == ["EMAIL"]
+    assert "example.invalid" in (demo.contact_properties["EMAIL"].template or "")
