@@ -4,9 +4,9 @@
 (runs, trace entries, messages), so the report counts exactly what the store received without
 reading it all back. Runs are counted when they start (`run_started` trace) and when they end
 (by outcome); runs still active at the end are waiting or queued. Skips are trace entries
-(`skip`, `trigger_skipped`) grouped by reason, with run ids, event ids and times taken out of
-the reason so that alike reasons group. Messages are counted per step, and the first few of each
-workflow are kept as samples.
+(`skip`, `trigger_skipped`) grouped by reason, with run ids, event ids, keys and times taken
+out of the reason so that alike reasons group. Messages are counted per step, and the first
+few of each workflow are kept as samples.
 
 The same input gives the same report, byte for byte: no wall-clock time, no random ids, every
 collection sorted or in replay order (which is deterministic).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +40,7 @@ SLOT = timedelta(minutes=5)  # resolution of the time series; buckets are whole 
 
 _RUN_ID = re.compile(r"\b[0-9a-f]{20}\b")
 _EVENT_ID = re.compile(r"\bL\d+-[0-9a-f]{12}\b|\b[0-9a-f]{32}\b")
+_KEY = re.compile(r"\bkey '[^']*'")
 _TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)?")
 
 
@@ -158,6 +159,7 @@ def reason_of(kind: TraceKind, workflow_id: str, message: str) -> str:
         message = f"not started: {rest}" if found else message
     message = _RUN_ID.sub("…", message)
     message = _EVENT_ID.sub("…", message)
+    message = _KEY.sub("key …", message)
     return _TIME.sub("…", message)
 
 
@@ -183,6 +185,7 @@ class ReportBuilder:
         self._samples = samples
         self._flows: dict[str, _Flow] = defaultdict(_Flow)
         self._active: dict[str, tuple[str, RunStatus]] = {}  # run id -> (workflow, status)
+        self._ended: set[str] = set()  # runs whose end is counted
         self._messages_per_slot: Counter[int] = Counter()
         self._peak_waiting: dict[int, int] = {}
 
@@ -191,10 +194,10 @@ class ReportBuilder:
         for run in decision.runs:
             if run.is_active:
                 self._active[run.id] = (run.workflow_id, run.status)
-            else:
+            elif run.id not in self._ended and run.outcome is not None:
                 self._active.pop(run.id, None)
-                if run.finished_at == now and run.outcome is not None:
-                    self._flows[run.workflow_id].outcomes[run.outcome.value] += 1
+                self._ended.add(run.id)
+                self._flows[run.workflow_id].outcomes[run.outcome.value] += 1
         for entry in decision.trace:
             flow = self._flows[entry.workflow_id]
             if entry.kind is TraceKind.run_started:
@@ -221,7 +224,7 @@ class ReportBuilder:
         source: str,
         totals: Totals,
         refused: Sequence[RowProblem],
-        skipped: Counter[str],
+        skipped: Mapping[str, int],
     ) -> SimulationReport:
         """The finished report."""
         last = datetime.fromisoformat(totals.last_event) if totals.last_event else None
