@@ -225,7 +225,7 @@ def _totals(events: EventFile, written: StoreTotals) -> Totals:
     last = events.packed[-1][0] if events.packed else None
     return Totals(
         rows=events.rows,
-        events=len(events),
+        events=len(events) - len(written.refused),  # so rows = events + refused + skipped
         refused=len(events.refused) + len(written.refused),
         skipped=sum(events.skipped.values()),
         replayed=written.replayed,
