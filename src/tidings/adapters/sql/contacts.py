@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 
 import sqlalchemy as sa
@@ -22,6 +23,37 @@ def _any_identifier(pairs: Collection[tuple[str, str]]) -> sa.ColumnElement[bool
     return sa.or_(*(sa.and_(_ci.c.kind == kind, _ci.c.value == value) for kind, value in pairs))
 
 
+def _load_statement(postgres: bool, where: sa.ColumnElement[bool]) -> sa.Select[tuple[object, ...]]:
+    """Contacts matching `where`, each joined with its identifiers, oldest first."""
+    order = contacts.c.id.collate("C") if postgres else contacts.c.id
+    return (
+        sa.select(contacts, _ci.c.kind.label("id_kind"), _ci.c.value.label("id_value"))
+        .outerjoin(_ci, _ci.c.contact_id == contacts.c.id)
+        .where(where)
+        .order_by(contacts.c.created_at, order)
+    )
+
+
+# Looked up for every event and timer: built once per dialect (and per number of identifiers)
+# with bound values, so SQLAlchemy neither rebuilds the statement nor its cache key per call.
+@functools.cache
+def _by_id(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    return _load_statement(postgres, contacts.c.id == sa.bindparam("contact_id", type_=sa.Text()))
+
+
+@functools.cache
+def _by_identifiers(postgres: bool, count: int) -> sa.Select[tuple[object, ...]]:
+    pairs = [
+        sa.and_(
+            _ci.c.kind == sa.bindparam(f"kind_{i}", type_=sa.Text()),
+            _ci.c.value == sa.bindparam(f"value_{i}", type_=sa.Text()),
+        )
+        for i in range(count)
+    ]
+    owners = sa.select(_ci.c.contact_id).where(sa.or_(*pairs))
+    return _load_statement(postgres, contacts.c.id.in_(owners))
+
+
 class ContactQueries(Queries):
     """The `ContactStore` port over one connection."""
 
@@ -29,9 +61,11 @@ class ContactQueries(Queries):
         """Every contact holding any of these identifiers, oldest first."""
         if not identifiers:
             return []
-        pairs = [(IdentifierKind(kind).value, value) for kind, value in identifiers.items()]
-        owners = sa.select(_ci.c.contact_id).where(_any_identifier(pairs))
-        return self._load(contacts.c.id.in_(owners))
+        values: dict[str, str] = {}
+        for i, (kind, value) in enumerate(identifiers.items()):
+            values[f"kind_{i}"] = IdentifierKind(kind).value
+            values[f"value_{i}"] = value
+        return self._load(_by_identifiers(self._postgres, len(identifiers)), values)
 
     def lock_contact(self, contact_id: str) -> None:
         """On PostgreSQL a transaction-scoped advisory lock on the contact; SQLite transactions
@@ -41,7 +75,7 @@ class ContactQueries(Queries):
 
     def get_contact(self, contact_id: str) -> Contact | None:
         """One contact by id."""
-        found = self._load(contacts.c.id == contact_id)
+        found = self._load(_by_id(self._postgres), {"contact_id": contact_id})
         return found[0] if found else None
 
     def save_contact(self, contact: Contact) -> None:
@@ -68,17 +102,13 @@ class ContactQueries(Queries):
                 [{"kind": k, "value": v, "contact_id": contact.id} for k, v in sorted(new)],
             )
 
-    def _load(self, where: sa.ColumnElement[bool]) -> list[Contact]:
-        """Contacts matching `where` with all their identifiers, in one query, oldest first."""
-        stmt = (
-            sa.select(contacts, _ci.c.kind.label("id_kind"), _ci.c.value.label("id_value"))
-            .outerjoin(_ci, _ci.c.contact_id == contacts.c.id)
-            .where(where)
-            .order_by(contacts.c.created_at, self._text_order(contacts.c.id))
-        )
+    def _load(
+        self, stmt: sa.Select[tuple[object, ...]], values: Mapping[str, str]
+    ) -> list[Contact]:
+        """Contacts a `_load_statement` finds, with all their identifiers, oldest first."""
         rows: dict[str, sa.RowMapping] = {}
         identifiers: dict[str, dict[str, str]] = {}
-        for row in self._execute(stmt).mappings():
+        for row in self._execute(stmt, dict(values)).mappings():
             rows.setdefault(row["id"], row)
             held = identifiers.setdefault(row["id"], {})
             if row["id_kind"] is not None:

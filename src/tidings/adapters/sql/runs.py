@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -15,6 +16,41 @@ from tidings.ports import RunCount
 
 _r = runs
 _ACTIVE = _r.c.status != sa.literal_column(f"'{RunStatus.finished.value}'")
+_CONTACT: sa.BindParameter[str] = sa.bindparam("contact_id", type_=sa.Text())
+
+
+def _by_code_point(postgres: bool, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    return column.collate("C") if postgres else column
+
+
+# The per-contact reads run several times for every event and timer: each statement is built
+# once per dialect with a bound contact id, so SQLAlchemy neither rebuilds it nor recomputes its
+# cache key on every call (that cost more than executing it).
+@functools.cache
+def _runs_for_contact(postgres: bool, active_only: bool) -> sa.Select[tuple[object, ...]]:
+    return (
+        sa.select(_r)
+        .where(_r.c.contact_id == _CONTACT, *([_ACTIVE] if active_only else []))
+        .order_by(_r.c.started_at, _by_code_point(postgres, _r.c.id))
+    )
+
+
+@functools.cache
+def _last_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    newest = (
+        sa.func.row_number()
+        .over(
+            partition_by=(_r.c.workflow_id, _r.c.key),
+            order_by=(_r.c.started_at.desc(), _by_code_point(postgres, _r.c.id).desc()),
+        )
+        .label("newest")
+    )
+    ranked = sa.select(_r, newest).where(_r.c.contact_id == _CONTACT).subquery()
+    return (
+        sa.select(ranked)
+        .where(ranked.c.newest == 1)
+        .order_by(ranked.c.started_at, _by_code_point(postgres, ranked.c.id))
+    )
 
 
 class RunQueries(Queries):
@@ -31,30 +67,14 @@ class RunQueries(Queries):
 
     def runs_for_contact(self, contact_id: str, *, active_only: bool = True) -> list[Run]:
         """A contact's runs, oldest first (by start, then id)."""
-        stmt = (
-            sa.select(_r)
-            .where(_r.c.contact_id == contact_id, *([_ACTIVE] if active_only else []))
-            .order_by(_r.c.started_at, self._text_order(_r.c.id))
-        )
-        return [mapping.run_from_row(row) for row in self._execute(stmt).mappings()]
+        stmt = _runs_for_contact(self._postgres, active_only)
+        rows = self._execute(stmt, {"contact_id": contact_id}).mappings()
+        return [mapping.run_from_row(row) for row in rows]
 
     def last_runs(self, contact_id: str) -> list[Run]:
         """The most recent run (by start, then id) of each (workflow, key), oldest first."""
-        newest = (
-            sa.func.row_number()
-            .over(
-                partition_by=(_r.c.workflow_id, _r.c.key),
-                order_by=(_r.c.started_at.desc(), self._text_order(_r.c.id).desc()),
-            )
-            .label("newest")
-        )
-        ranked = sa.select(_r, newest).where(_r.c.contact_id == contact_id).subquery()
-        stmt = (
-            sa.select(ranked)
-            .where(ranked.c.newest == 1)
-            .order_by(ranked.c.started_at, self._text_order(ranked.c.id))
-        )
-        return [mapping.run_from_row(row) for row in self._execute(stmt).mappings()]
+        rows = self._execute(_last_runs(self._postgres), {"contact_id": contact_id}).mappings()
+        return [mapping.run_from_row(row) for row in rows]
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
