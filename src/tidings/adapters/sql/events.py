@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from tidings.adapters.clock import as_utc
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import Queries, chunks
+from tidings.adapters.sql.statements import Queries, chunks, driver_statement, insert_ignoring
 from tidings.adapters.sql.tables import UNPROCESSED, events
 from tidings.model.events import Event
 
 _e = events
 _INSERT = sa.insert(_e).returning(_e.c.seq)
+# The columns of a new event row, in the order `mapping.event_values` gives them.
+_NEW_ROW = (
+    "id",
+    "name",
+    "contact_id",
+    "identifiers",
+    "occurred_at",
+    "received_at",
+    "properties",
+    "contact_properties",
+    "object",
+    "conflicts",
+    "source",
+    "dedup_key",
+    "processed",
+)
 
 
 def _window(
@@ -38,13 +54,16 @@ class EventQueries(Queries):
     def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
         """Store an event (seq assigned); with a dedup key seen before, return that one, False."""
         values = mapping.event_values(event, dedup_key)
+        dialect = self._conn.dialect
         if dedup_key is None:
-            seq = self._execute(_INSERT, values).scalar_one()
+            insert = driver_statement(dialect, _INSERT, _e, _NEW_ROW)
         else:
             # ON CONFLICT rather than catching IntegrityError: a concurrent insert of the same
             # key waits for the other transaction and then does nothing, and ours stays usable.
-            stmt = self._ignoring(_e, "dedup_key", returning="seq")
-            seq = self._execute(stmt, values).scalar_one_or_none()
+            stmt = insert_ignoring(self._postgres, _e, ("dedup_key",), "seq")
+            insert = driver_statement(dialect, cast(sa.ClauseElement, stmt), _e, _NEW_ROW)
+        inserted = self._driver_row(insert, values)
+        seq = None if inserted is None else inserted[0]
         if seq is None:
             row = self._execute(sa.select(_e).where(_e.c.dedup_key == dedup_key)).mappings()
             return mapping.event_from_row(row.one()), False
