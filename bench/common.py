@@ -76,10 +76,39 @@ def load_line() -> str:
     return f"load average (1/5/15 min): {one} {five} {fifteen} on {os.cpu_count()} cores"
 
 
+def code_line() -> str:
+    """Which code is measured: the commit, and whether the working tree's src/ differs."""
+    import tidings
+
+    where = Path(tidings.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.splitlines()
+    except OSError:
+        return f"code: tidings from {where}"
+    if where != REPO / "src":
+        return f"code: tidings from {where} (an export, e.g. `git archive`; the repository is at {commit})"
+    state = f"with {len(dirty)} uncommitted file(s) in src/" if dirty else "clean"
+    return f"code: commit {commit}, src/ {state}"
+
+
 def header(title: str) -> None:
     """Print what the figures below are, where they come from and how to get them again."""
     print(f"== {title}")
     print(machine_line())
+    print(code_line())
     print(f"command: {command_line()}")
     print(flush=True)
 
