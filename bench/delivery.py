@@ -1,8 +1,8 @@
 """Delivery: messages/s from the outbox (SQLite) to a local SMTP server (aiosmtpd), with one
 reused connection and with parallel connections.
 
-    .venv/bin/python -m bench.delivery            # 3,000 messages, 3 runs per setting
-    .venv/bin/python -m bench.delivery --full     # 20,000 messages, 5 runs per setting
+    .venv/bin/python -m bench.delivery            # 1,000 messages, 3 runs per setting
+    .venv/bin/python -m bench.delivery --full     # 10,000 messages, 3 runs per setting
 
 Each run: a fresh SQLite outbox holding N pending emails (each with a subject, an HTML and a
 text part, as the engine records them), then the daemon's `DeliveryWorker` over `SmtpSender`
@@ -132,12 +132,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--full", action="store_true", help="20,000 messages, 5 runs per setting")
+    parser.add_argument("--full", action="store_true", help="10,000 messages per run")
     parser.add_argument("--messages", type=int)
     parser.add_argument("--runs", type=int)
     args = parser.parse_args()
-    count = args.messages or (20_000 if args.full else 3_000)
-    runs = args.runs or (5 if args.full else 3)
+    count = args.messages or (10_000 if args.full else 1_000)
+    runs = args.runs or 3
     header("delivery: outbox (SQLite) -> SmtpSender -> aiosmtpd on loopback")
     print(load_line())
     rows = [

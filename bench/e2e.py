@@ -1,8 +1,8 @@
 """End to end: events over HTTP -> abandoned-cart workflow with a 2 s wait -> emails at a local
 SMTP server, with 10% of contacts ordering before the wait ends.
 
-    .venv/bin/python -m bench.e2e            # 3,000 contacts, 3 runs
-    .venv/bin/python -m bench.e2e --full     # 20,000 contacts, 3 runs
+    .venv/bin/python -m bench.e2e            # 1,000 contacts, 3 runs
+    .venv/bin/python -m bench.e2e --full     # 10,000 contacts, 3 runs
 
 Each run starts the daemon (`tidings run`, fresh SQLite file, SMTP to bench/smtp_sink.py in its
 own process) with one workflow: trigger `cart_updated` (total > 0), one run per cart, exit on
@@ -263,12 +263,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--full", action="store_true", help="20,000 contacts per run")
+    parser.add_argument("--full", action="store_true", help="10,000 contacts per run")
     parser.add_argument("--contacts", type=int)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    contacts = args.contacts or (20_000 if args.full else 3_000)
+    contacts = args.contacts or (10_000 if args.full else 1_000)
     header("end to end: HTTP events -> abandoned cart (2 s wait) -> SMTP, the daemon on SQLite")
     print(load_line())
     results = []

@@ -1,7 +1,7 @@
 """Engine: events/s through the full engine and store (`simulate`'s replay in virtual time),
 over the REES46 sample scaled up, beside the raw speed of plain sqlite3 inserts of the same rows.
 
-    .venv/bin/python -m bench.engine            # 2 clones (34,868 events), 3 runs
+    .venv/bin/python -m bench.engine            # the sample once (17,434 events), 3 runs
     .venv/bin/python -m bench.engine --full     # 58 clones (1,011,172 events), 1 run
 
 Scaling (exactly): the sample (../shared/data/rees46_multicategory_2019-10-01_head.csv,
@@ -195,11 +195,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--full", action="store_true", help=f"{FULL_CLONES} clones, 1 run")
-    parser.add_argument("--clones", type=int, help="copies of the sample (default 2)")
+    parser.add_argument("--clones", type=int, help="copies of the sample (default 1)")
     parser.add_argument("--runs", type=int, help="runs (default 3; 1 with --full)")
     parser.add_argument("--sample", type=Path, default=SAMPLE, help=f"default {SAMPLE_SHOWN}")
     args = parser.parse_args()
-    clones = args.clones or (FULL_CLONES if args.full else 2)
+    clones = args.clones or (FULL_CLONES if args.full else 1)
     runs = args.runs or (1 if args.full else 3)
     header(
         "engine: simulate's replay of the scaled REES46 log through the example workflows, SQLite"

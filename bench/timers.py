@@ -1,6 +1,6 @@
 """Timers: many runs waiting on SQLite, and a crowd of them falling due at the same instant.
 
-    .venv/bin/python -m bench.timers            # 100,000 waiting, 10,000 due at once, 3 runs
+    .venv/bin/python -m bench.timers            # 100,000 waiting, 5,000 due at once, 3 runs
     .venv/bin/python -m bench.timers --full     # 1,000,000 waiting, 100,000 due at once, 1 run
 
 Each run builds a fresh database: one real run is made by the engine (workflow
@@ -302,7 +302,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     waiting = args.waiting or (1_000_000 if args.full else 100_000)
-    due = args.due or (100_000 if args.full else 10_000)
+    due = args.due or (100_000 if args.full else 5_000)
     runs = args.runs or (1 if args.full else 3)
     if args.in_process:
         header("timers, in process: Processor.run_until_idle over a crowd of due runs, SQLite")
