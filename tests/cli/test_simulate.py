@@ -20,6 +20,7 @@ ENV = {
     "TTY_COMPATIBLE": None,
     "TIDINGS_WORKFLOWS_DIR": None,
     "TIDINGS_TEMPLATES_DIR": None,
+    "TIDINGS_OUTBOX_DIR": None,
     "TIDINGS_MAIL_FROM": "Shop <shop@example.com>",
     "TIDINGS_PUBLIC_URL": "https://shop.example",
 }
@@ -116,7 +117,7 @@ def test_a_csv_replay_prints_each_workflow_and_writes_the_report_chart_and_messa
     report = json.loads((project / "out" / "report.json").read_text(encoding="utf-8"))
     assert report["workflows"][0]["outcomes"] == {"exited_goal": 1, "finished": 1}
     assert (project / "out" / "report.html").read_text(encoding="utf-8").count("<svg") == 2
-    [eml] = (project / "simulate-outbox").glob("*.eml")
+    [eml] = (project / "outbox" / "simulate").glob("*.eml")
     assert b"To: user7@example.invalid" in eml.read_bytes()
     assert "replayed 4 events in" in result.stderr
 

@@ -82,7 +82,8 @@ def import_into_database(
     try:
         if settings.migrate_on_start:
             store.migrate()
-        writer = Writer(store, clock, limits=limits, key_id=SOURCE)
+        # Short transactions: a daemon using the same database waits for each one.
+        writer = Writer(store, clock, limits=limits, key_id=SOURCE, chunk=BATCH)
         totals = writer.store_history(read.events(), processed=not trigger, progress=progress)
     finally:
         store.close()

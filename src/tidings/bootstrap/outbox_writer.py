@@ -17,9 +17,12 @@ With `workers=0` the files are written in this process, one batch at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +35,7 @@ from tidings.model.messages import Message
 from tidings.service.consent import ConsentTokens, unsubscribe_url
 
 EXIT_FOLDER = 3
+QUEUED = 64  # batches waiting for the worker before the replay waits too
 
 
 @dataclass(frozen=True)
@@ -76,13 +80,21 @@ async def _write(sender: OutboxDirSender, messages: Iterable[Message]) -> list[t
 
 
 class OutboxWriter:
-    """Hands messages to the worker process; `close` waits and reports the failures."""
+    """Hands messages to the worker process; `close` waits and reports the failures.
+
+    A feeder thread writes to the worker's pipe, so the replay never waits for the worker
+    unless it is far ahead (QUEUED batches); the thread spends its time blocked in `write`,
+    which does not hold the interpreter lock.
+    """
 
     def __init__(self, spec: OutboxSpec, *, workers: int = 1) -> None:
         self.spec = spec
         self._sender = spec.sender()
         self._failed: list[tuple[str, str]] = []
         self._worker: subprocess.Popen[bytes] | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUED)
+        self._feeder: threading.Thread | None = None
+        self._broken = False
         if workers > 0:
             self._worker = subprocess.Popen(
                 [sys.executable, "-m", "tidings.bootstrap.outbox_writer"],
@@ -90,7 +102,11 @@ class OutboxWriter:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            self._send([json.dumps(asdict(spec))])
+            self._feeder = threading.Thread(
+                target=self._feed, args=(self._worker,), name="outbox-feeder", daemon=True
+            )
+            self._feeder.start()
+            self._queue.put((json.dumps(asdict(spec)) + "\n").encode())
 
     def file_name(self, message: Message) -> str:
         """The name of the file the message is written to."""
@@ -100,21 +116,31 @@ class OutboxWriter:
         """Write these messages' files (in the worker, when there is one)."""
         if self._worker is None:
             self._failed.extend(asyncio.run(_write(self._sender, messages)))
-        elif messages:
-            self._send(m.model_dump_json() for m in messages)
-
-    def _send(self, lines: Iterable[str]) -> None:
-        assert self._worker is not None and self._worker.stdin is not None
-        try:
-            self._worker.stdin.write("".join(f"{line}\n" for line in lines).encode())
-        except BrokenPipeError:
+            return
+        if self._broken:
             self.close()  # raises the worker's reason
-            raise TemporaryDeliveryError("the outbox writer stopped") from None
+        if messages:
+            self._queue.put("".join(f"{m.model_dump_json()}\n" for m in messages).encode())
+
+    def _feed(self, worker: subprocess.Popen[bytes]) -> None:
+        """The feeder thread: batches from the queue into the worker's standard input."""
+        assert worker.stdin is not None
+        while (data := self._queue.get()) is not None:
+            if self._broken:
+                continue  # keep draining so `submit` never blocks on a dead worker
+            try:
+                worker.stdin.write(data)
+            except (BrokenPipeError, ValueError):
+                self._broken = True
+        with contextlib.suppress(BrokenPipeError):
+            worker.stdin.close()
 
     def close(self) -> list[tuple[str, str]]:
         """Wait for every file; (key, reason) of the messages that could not be written."""
         worker, self._worker = self._worker, None
         if worker is not None:
+            self._stop_feeder()
+            worker.stdin = None  # the feeder closed it: communicate must not flush it
             out, err = worker.communicate()
             if worker.returncode != 0:
                 reason = err.decode(errors="replace").strip().splitlines()
@@ -129,7 +155,15 @@ class OutboxWriter:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.kill()
+            self._stop_feeder()
+            worker.stdin = None
             worker.communicate()
+
+    def _stop_feeder(self) -> None:
+        if self._feeder is not None:
+            self._queue.put(None)
+            self._feeder.join()
+            self._feeder = None
 
 
 def serve(stdin: IO[bytes], stdout: IO[str]) -> int:

@@ -118,8 +118,14 @@ def simulate(
         typer.Option("--database", help="Database URL to replay into (default: a temporary one)."),
     ] = None,
     outbox: Annotated[
-        Path, typer.Option("--outbox", help="Folder the messages are written to.", file_okay=False)
-    ] = Path("simulate-outbox"),
+        Path | None,
+        typer.Option(
+            "--outbox",
+            help="Folder the messages are written to (default: OUTBOX_DIR/simulate).",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     samples: Annotated[
         int, typer.Option("--samples", help="Rendered messages shown per workflow.", min=0)
     ] = 3,
@@ -136,7 +142,7 @@ def simulate(
         mapping=mapping,
         workflows_dir=workflows or settings.workflows_dir,
         templates_dir=templates or settings.templates_dir,
-        outbox_dir=outbox,
+        outbox_dir=outbox or settings.outbox_dir / "simulate",
         start=parse_time(start, "--from"),
         until=parse_time(until, "--until"),
         database_url=database,
@@ -174,7 +180,7 @@ def simulate(
     rate = result.report.totals.replayed / seconds if seconds > 0 else 0.0
     errors.print(
         f"replayed {result.report.totals.replayed} events in {seconds:.1f} s "
-        f"({rate:,.0f} events/s); {result.outbox_files} message files in {outbox}/"
+        f"({rate:,.0f} events/s); {result.outbox_files} message files in {request.outbox_dir}/"
     )
     _write_outputs(result.report, report, chart, errors)
     if result.problems or result.report.totals.refused:
