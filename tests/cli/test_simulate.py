@@ -264,3 +264,16 @@ def test_a_workflow_that_does_not_load_is_reported_and_the_others_still_run(
     assert result.exit_code == 1
     assert "broken.yaml" in result.stderr
     assert "  replayed 1 · timers fired 1 · messages 1" in result.stdout
+
+
+def test_purchase_rows_merged_into_one_order_are_counted_as_rows(project: Path) -> None:
+    second = "2019-10-01 00:20:30 UTC,purchase,4,2053013555631882655,,,3.00,8,s2"
+    (project / "log.csv").write_text("\n".join([HEADER, *ROWS, second]) + "\n", encoding="utf-8")
+
+    result = simulate("--events", "log.csv", "--mapping", str(DEMO_MAPPING))
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "  rows 5 · events 4 · refused 0 · skipped 0 · 1 rows merged into other events"
+        in result.stdout
+    )

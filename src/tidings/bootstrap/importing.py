@@ -45,8 +45,8 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024  # under the daemon's 10 MiB default for a bat
 class ImportResult:
     """What an import did."""
 
-    rows: int = 0
-    events: int = 0  # rows that became valid events
+    rows: int = 0  # data lines of the file
+    events: int = 0  # valid events (a merged order is one event of several rows)
     stored: int = 0  # new events stored (database), or accepted by the daemon (HTTP)
     duplicates: int = 0  # already in the database: not stored again
     refused: list[RowProblem] = field(default_factory=list)
@@ -88,7 +88,7 @@ def import_into_database(
     finally:
         store.close()
     return ImportResult(
-        rows=read.rows,
+        rows=read.lines,
         events=len(read),
         stored=totals.stored,
         duplicates=totals.duplicates,
@@ -122,12 +122,13 @@ def import_over_http(
     rules = load_mapping(mapping) if mapping is not None else None
     result = ImportResult(triggered=True)
     items: list[tuple[datetime, _Item]] = []
-    for row in read_rows(events_file, rules):
-        result.rows += 1
+    rows = read_rows(events_file, rules)
+    for row in rows:
         checked = _checked(row, limits, now, result)
         if checked is not None:
             items.append(checked)
     items.sort(key=lambda pair: pair[0])
+    result.rows = rows.lines
     result.events = len(items)
     if on_read is not None:
         on_read(len(items))

@@ -224,7 +224,7 @@ def _totals(events: EventFile, written: StoreTotals) -> Totals:
     first = events.packed[0][0] if events.packed else None
     last = events.packed[-1][0] if events.packed else None
     return Totals(
-        rows=events.rows,
+        rows=events.lines,
         events=len(events) - len(written.refused),  # so rows = events + refused + skipped
         refused=len(events.refused) + len(written.refused),
         skipped=sum(events.skipped.values()),

@@ -208,8 +208,10 @@ def print_report(report: SimulationReport, console: Console) -> None:
     """The report as text: totals, each workflow, then refused and skipped rows."""
     t = report.totals
     console.print(Text(f"Simulation of {report.source}", style="bold"))
+    merged = t.rows - t.events - t.refused - t.skipped
     console.print(
         f"  rows {t.rows} · events {t.events} · refused {t.refused} · skipped {t.skipped}"
+        + (f" · {merged} rows merged into other events" if merged > 0 else "")
         + (f" · duplicates {t.duplicates}" if t.duplicates else "")
     )
     console.print(

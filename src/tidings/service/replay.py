@@ -55,7 +55,8 @@ class RowProblem:
 class EventFile:
     """What reading a file gave: events in time order (kept as JSON), refusals, skips."""
 
-    rows: int = 0  # events read plus rows refused or skipped
+    records: int = 0  # events read plus rows refused or skipped
+    lines: int = 0  # data lines of the file (more than records when lines merge)
     refused: list[RowProblem] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     packed: list[tuple[datetime, int, str]] = field(default_factory=list)  # (date, line, JSON)
@@ -69,20 +70,44 @@ class EventFile:
             yield line, Event.model_validate_json(text)
 
 
-def read_rows(path: Path, mapping: Mapping | None) -> Iterator[SourceRow]:
+class FileRows:
+    """The rows of a JSONL file, or of a CSV file through its mapping. Once read, `lines` is
+    how many data lines the file had (blank lines and the CSV header aside): more than the
+    rows when the mapping merges several lines into one event."""
+
+    def __init__(self, path: Path, mapping: Mapping | None) -> None:
+        if mapping is None and path.suffix.lower() not in _JSONL_SUFFIXES:
+            raise ConfigError(f"{path}: a CSV file needs a column mapping (--mapping MAP.yaml)")
+        self.path = path
+        self.mapping = mapping
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[SourceRow]:
+        try:
+            with open_text(self.path) as handle:
+                lines = self._counted(handle)
+                if self.mapping is None:
+                    yield from read_jsonl(lines)
+                else:
+                    yield from CsvReader(self.mapping).read(lines)
+                    self.lines = max(self.lines - 1, 0)  # the header
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from exc
+
+    def _counted(self, lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            if line.strip():
+                self.lines += 1
+            yield line
+
+
+def read_rows(path: Path, mapping: Mapping | None) -> FileRows:
     """The rows of a JSONL file, or of a CSV file through its mapping."""
-    if mapping is None and path.suffix.lower() not in _JSONL_SUFFIXES:
-        raise ConfigError(f"{path}: a CSV file needs a column mapping (--mapping MAP.yaml)")
-    try:
-        with open_text(path) as handle:
-            if mapping is None:
-                yield from read_jsonl(handle)
-            else:
-                yield from CsvReader(mapping).read(handle)
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    return FileRows(path, mapping)
 
 
 def read_events(
@@ -96,7 +121,7 @@ def read_events(
     received at its own date and must have one; else undated events take `received_at`."""
     result = EventFile()
     for row in rows:
-        result.rows += 1
+        result.records += 1
         if row.skipped:
             result.skipped[row.error or "skipped"] += 1
             continue
@@ -110,6 +135,7 @@ def read_events(
             continue
         result.packed.append((event.occurred_at, row.line, event.model_dump_json()))
     result.packed.sort(key=lambda item: item[0])  # stable: file order among equal dates
+    result.lines = rows.lines if isinstance(rows, FileRows) else result.records
     return result
 
 

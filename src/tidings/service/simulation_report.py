@@ -110,7 +110,7 @@ class TimelineEntry:
 class Totals:
     """What was read and replayed."""
 
-    rows: int
+    rows: int  # data lines of the file
     events: int
     refused: int
     skipped: int
