@@ -162,7 +162,7 @@ def simulate(
         builder.observe(now, decision)
         outbox.observe(now, decision)
 
-    first = events.packed[0][0] if events.packed else datetime(1970, 1, 1, tzinfo=UTC)
+    first = events.first or datetime(1970, 1, 1, tzinfo=UTC)
     clock = ManualClock(first)
     with _database(request.database_url) as url:
         store = SqlStore(url)
@@ -221,8 +221,7 @@ def _database(url: str | None) -> Iterator[str]:
 
 
 def _totals(events: EventFile, written: StoreTotals) -> Totals:
-    first = events.packed[0][0] if events.packed else None
-    last = events.packed[-1][0] if events.packed else None
+    first, last = events.first, events.last
     return Totals(
         rows=events.lines,
         events=len(events) - len(written.refused),  # so rows = events + refused + skipped

@@ -3,9 +3,9 @@
 
 Reading: every row becomes an event (validated by the same code as `POST /v3/events`, with the
 row's stable id), a refused row (line number and reason) or a skipped row (an event name the
-mapping leaves out, counted by reason). Nothing is dropped silently. Events are kept compact
-(their JSON) and sorted stably by event time, so a replay sees them in time order whatever
-order the file has (a merged order is emitted after its last row, dated at its first).
+mapping leaves out, counted by reason). Nothing is dropped silently. Events are kept compressed
+(`PackedEvents`) and handed out stably by event time, so a replay sees them in time order
+whatever order the file has (a merged order is emitted after its last row, dated at its first).
 
 Writing: a chunk of events per transaction. Each event goes through `IngestService` (contact
 resolution, `contact_properties`, deduplication: the row's id is its idempotency key, so a file
@@ -30,6 +30,7 @@ from tidings.service import validation as v
 from tidings.service.csv_mapping import Mapping
 from tidings.service.event_files import CsvReader, SourceRow, open_text, read_jsonl
 from tidings.service.ingest import IngestService
+from tidings.service.packed_events import PackedEvents
 from tidings.service.processing import Processor
 from tidings.service.replay_cache import ReplayCache
 from tidings.service.shapes import brevo_event
@@ -53,21 +54,30 @@ class RowProblem:
 
 @dataclass
 class EventFile:
-    """What reading a file gave: events in time order (kept as JSON), refusals, skips."""
+    """What reading a file gave: its events (held compressed), refusals, skips."""
 
     records: int = 0  # events read plus rows refused or skipped
     lines: int = 0  # data lines of the file (more than records when lines merge)
     refused: list[RowProblem] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
-    packed: list[tuple[datetime, int, str]] = field(default_factory=list)  # (date, line, JSON)
+    packed: PackedEvents = field(default_factory=PackedEvents)
 
     def __len__(self) -> int:
         return len(self.packed)
 
+    @property
+    def first(self) -> datetime | None:
+        """The earliest event time."""
+        return self.packed.first
+
+    @property
+    def last(self) -> datetime | None:
+        """The latest event time."""
+        return self.packed.last
+
     def events(self) -> Iterator[tuple[int, Event]]:
-        """(line, event) in event-time order."""
-        for _, line, text in self.packed:
-            yield line, Event.model_validate_json(text)
+        """(line, event) in event-time order (file order among events of the same time)."""
+        return self.packed.in_order()
 
 
 class FileRows:
@@ -133,8 +143,7 @@ def read_events(
         except EventError as exc:
             result.refused.append(RowProblem(row.line, str(exc)))
             continue
-        result.packed.append((event.occurred_at, row.line, event.model_dump_json()))
-    result.packed.sort(key=lambda item: item[0])  # stable: file order among equal dates
+        result.packed.append(event, row.line)
     result.lines = rows.lines if isinstance(rows, FileRows) else result.records
     return result
 
