@@ -49,6 +49,27 @@ class ContactStore(Protocol):
         ...
 
 
+class ContactBatch(Protocol):
+    """Contacts read and written in bulk: ingestion looks up every contact a group of requests
+    names in one go and saves the ones it changed in one go, instead of a few statements per
+    event. The stores offer it; a unit of work without it (e.g. a replay cache) is driven one
+    contact at a time through `ContactStore`, with the same results."""
+
+    def find_contacts_many(
+        self,
+        identifiers: Collection[tuple[IdentifierKind, str]],
+        ids: Collection[str] = (),
+    ) -> list[Contact]:
+        """Every contact holding any of these identifiers or having one of these ids, oldest
+        first (each once)."""
+        ...
+
+    def save_contacts(self, contacts: Sequence[Contact]) -> None:
+        """`save_contact` for each (the last one wins for an id given twice); an identifier held
+        by another contact, or claimed by two of them, refuses the whole call: nothing is saved."""
+        ...
+
+
 class EventLog(Protocol):
     """The durable log of events, in order of receipt (`seq`)."""
 

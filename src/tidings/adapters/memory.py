@@ -84,6 +84,12 @@ def _out(model: M) -> M:
     return model.model_copy(deep=True)
 
 
+def _ordered(contact: Contact) -> Contact:
+    """The contact with its identifiers in lookup order, as the SQL store reads them back."""
+    ordered = dict(sorted(contact.identifiers.items(), key=lambda kv: _KIND_ORDER[kv[0]]))
+    return contact.model_copy(update={"identifiers": ordered})
+
+
 def _message_due(message: Message) -> datetime:
     """When a pending message may next be attempted: not before either time."""
     if message.next_attempt_at is None:
@@ -180,9 +186,17 @@ class MemoryUnitOfWork:
 
     def find_contacts(self, identifiers: Mapping[IdentifierKind, str]) -> list[Contact]:
         """Every contact holding any of these identifiers, oldest first."""
-        ids = {self._s.owners.get((IdentifierKind(k), v)) for k, v in identifiers.items()}
-        found = [self._s.contacts[i] for i in ids if i is not None]
-        return [_out(c) for c in sorted(found, key=lambda c: (c.created_at, c.id))]
+        return self.find_contacts_many(identifiers.items())
+
+    def find_contacts_many(
+        self, identifiers: Collection[tuple[IdentifierKind, str]], ids: Collection[str] = ()
+    ) -> list[Contact]:
+        """Every contact holding any of these identifiers or having one of these ids, oldest
+        first."""
+        found = {self._s.owners.get((IdentifierKind(k), v)) for k, v in identifiers}
+        found.update(i for i in ids if i in self._s.contacts)
+        chosen = [self._s.contacts[i] for i in found if i is not None]
+        return [_out(c) for c in sorted(chosen, key=lambda c: (c.created_at, c.id))]
 
     def lock_contact(self, contact_id: str) -> None:
         """Transactions are serialised by the store's lock already."""
@@ -195,25 +209,31 @@ class MemoryUnitOfWork:
     def save_contact(self, contact: Contact) -> None:
         """Insert or replace a contact and its identifiers; an identifier held by another
         contact is refused (moving it is the caller's decision)."""
-        new = {(IdentifierKind(k), v) for k, v in contact.identifiers.items()}
-        for pair in sorted(new):
-            owner = self._s.owners.get(pair)
-            if owner is not None and owner != contact.id:
-                raise StoreError(
-                    f"identifier {pair[0].value}={pair[1]!r} belongs to contact {owner!r}"
-                )
-        old = self._s.contacts.get(contact.id)
-        for kind, value in old.identifiers.items() if old else ():
-            if (kind, value) not in new:
-                self._j.pop(self._s.owners, (kind, value))
-        for pair in new:
-            self._j.put(self._s.owners, pair, contact.id)
-        ordered = dict(sorted(contact.identifiers.items(), key=lambda kv: _KIND_ORDER[kv[0]]))
-        self._j.put(
-            self._s.contacts,
-            contact.id,
-            _stored(contact.model_copy(update={"identifiers": ordered})),
-        )
+        self.save_contacts([contact])
+
+    def save_contacts(self, contacts: Sequence[Contact]) -> None:
+        """`save_contact` for each, as if one after the other; any refusal saves none."""
+        latest = {contact.id: contact for contact in contacts}
+        owners: dict[tuple[IdentifierKind, str], str | None] = {}  # as the saves leave them
+        for contact in latest.values():
+            new = {(IdentifierKind(k), v) for k, v in contact.identifiers.items()}
+            old = self._s.contacts.get(contact.id)
+            owners.update((pair, None) for pair in (old.identifiers.items() if old else ()))
+            for pair in sorted(new):
+                owner = owners[pair] if pair in owners else self._s.owners.get(pair)
+                if owner is not None and owner != contact.id:
+                    raise StoreError(
+                        f"identifier {pair[0].value}={pair[1]!r} belongs to contact {owner!r}"
+                    )
+            owners.update((pair, contact.id) for pair in new)
+        stored = [_stored(_ordered(contact)) for contact in latest.values()]
+        for pair, owner in owners.items():
+            if owner is None:
+                self._j.pop(self._s.owners, pair)
+            else:
+                self._j.put(self._s.owners, pair, owner)
+        for contact in stored:
+            self._j.put(self._s.contacts, contact.id, contact)
 
     # -- events ---------------------------------------------------------------------------
 

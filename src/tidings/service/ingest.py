@@ -27,11 +27,11 @@ from tidings.errors import EventError
 from tidings.model.events import Event
 from tidings.ports import Clock, Store, UnitOfWork
 from tidings.service.contacts import (
+    ContactBook,
     check_contact_ids,
-    known_contacts,
+    contact_book,
     random_contact_id,
     resolve,
-    unused_contact_id,
 )
 from tidings.service.group_commit import GroupCommitWriter
 from tidings.service.recent import RecentEvents, content_digest
@@ -176,10 +176,13 @@ class IngestService:
         pending: dict[str, tuple[int, datetime]] = {}
         try:
             with self.store.transaction() as uow:
+                events = [event for submission in submissions for event in submission.events]
+                book = contact_book(uow, events, self._new_contact_id)
                 results = [
-                    self._apply_checked(uow, sub, index, pending)
+                    self._apply_checked(uow, book, sub, index, pending)
                     for index, sub in enumerate(submissions)
                 ]
+                book.flush()
         except Exception as exc:
             if len(submissions) == 1:
                 return [exc]
@@ -192,7 +195,9 @@ class IngestService:
         pending: dict[str, tuple[int, datetime]] = {}
         try:
             with self.store.transaction() as uow:
-                result = self._apply_checked(uow, submission, 0, pending)
+                book = contact_book(uow, submission.events, self._new_contact_id)
+                result = self._apply_checked(uow, book, submission, 0, pending)
+                book.flush()
         except Exception as exc:
             return exc
         self.recent.add((digest, at) for digest, (_, at) in pending.items())
@@ -201,27 +206,28 @@ class IngestService:
     def _apply_checked(
         self,
         uow: UnitOfWork,
+        book: ContactBook,
         submission: Submission,
         index: int,
         pending: dict[str, tuple[int, datetime]],
     ) -> Outcome | Exception:
         try:
             # Only reads happen before this check, so refusing here leaves no partial write.
-            check_contact_ids(uow, list(submission.events), batch=submission.batch)
+            check_contact_ids(book, submission.events, batch=submission.batch)
         except EventError as exc:
             return exc
-        return self._apply(uow, submission, index, pending)
+        return self._apply(uow, book, submission, index, pending)
 
     def _apply(
         self,
         uow: UnitOfWork,
+        book: ContactBook,
         submission: Submission,
         index: int,
         pending: dict[str, tuple[int, datetime]],
     ) -> Outcome:
         """Store one submission's events; `pending` collects digests of this transaction
         (submission index, receipt time) so a later submission in it can be a repeat."""
-        fresh_id = unused_contact_id(uow, self._new_contact_id)
         own_ids = {event.id for event in submission.events}
         stored_events: list[Event] = []
         stored = duplicates = new_contacts = 0
@@ -232,7 +238,7 @@ class IngestService:
                 duplicates += 1  # recognised without touching the store or the contact
                 continue
             resolution = resolve(
-                event, known_contacts(uow, event), now=event.received_at, new_id=fresh_id
+                event, book.known(event), now=event.received_at, new_id=book.new_id
             )
             contact = resolution.contact
             dated = event.occurred_at != event.received_at
@@ -248,16 +254,16 @@ class IngestService:
                 update={"contact_id": contact.id, "conflicts": resolution.conflicts}
             )
             if resolution.is_new:
-                # A contact seen for the first time cannot have earlier events: save it first so
-                # the event row can point at it.
-                uow.save_contact(contact)
+                # Saved whatever becomes of its event, and before it: a book that writes at once
+                # (over a replay cache) must hold the contact before the event joins its history.
+                book.save(contact)
                 new_contacts += 1
                 saved, is_new_event = uow.add_event(record, dedup_key=key)
             else:
                 saved, is_new_event = uow.add_event(record, dedup_key=key)
                 # A duplicate must not replay its contact update over later ones.
                 if is_new_event and resolution.changed:
-                    uow.save_contact(contact)
+                    book.save(contact)
             if not is_new_event:
                 duplicates += 1
                 continue

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import Queries
+from tidings.adapters.sql.statements import Queries, chunks
 from tidings.adapters.sql.tables import contact_identifiers, contacts
 from tidings.errors import StoreError
 from tidings.model.contacts import Contact
 from tidings.model.events import IdentifierKind
 
 _ci = contact_identifiers
+_contacts = contacts
 _LOCK_CONTACT = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:contact_id, 0))")
 
 
@@ -52,6 +53,35 @@ def _by_identifiers(postgres: bool, count: int) -> sa.Select[tuple[object, ...]]
     ]
     owners = sa.select(_ci.c.contact_id).where(sa.or_(*pairs))
     return _load_statement(postgres, contacts.c.id.in_(owners))
+
+
+# The bulk lookups (`ContactBatch`): one statement per chunk of values, whatever the group size.
+@functools.cache
+def _in_ids(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    return _load_statement(postgres, contacts.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+_OWNERS_BY_VALUE = sa.select(_ci.c.kind, _ci.c.value, _ci.c.contact_id).where(
+    _ci.c.kind == sa.bindparam("kind"), _ci.c.value.in_(sa.bindparam("values", expanding=True))
+)
+_HELD_BY = sa.select(_ci.c.kind, _ci.c.value, _ci.c.contact_id).where(
+    _ci.c.contact_id.in_(sa.bindparam("ids", expanding=True))
+)
+_DROP_IDENTIFIER = sa.delete(_ci).where(
+    _ci.c.kind == sa.bindparam("b_kind"), _ci.c.value == sa.bindparam("b_value")
+)
+
+Pair = tuple[str, str]
+
+
+def _by_kind(pairs: Iterable[Pair]) -> Iterator[tuple[str, Sequence[str]]]:
+    """(kind, a chunk of its values) for a set of identifiers: each chunk is one indexed query."""
+    values: dict[str, list[str]] = {}
+    for kind, value in pairs:
+        values.setdefault(kind, []).append(value)
+    for kind, held in sorted(values.items()):
+        for part in chunks(sorted(held)):
+            yield kind, part
 
 
 class ContactQueries(Queries):
@@ -102,8 +132,60 @@ class ContactQueries(Queries):
                 [{"kind": k, "value": v, "contact_id": contact.id} for k, v in sorted(new)],
             )
 
+    def find_contacts_many(
+        self, identifiers: Collection[tuple[IdentifierKind, str]], ids: Collection[str] = ()
+    ) -> list[Contact]:
+        """Every contact holding any of these identifiers or having one of these ids, oldest
+        first: one query per chunk of a thousand identifiers of a kind, one per chunk of ids."""
+        pairs = {(IdentifierKind(kind).value, value) for kind, value in identifiers}
+        wanted = set(ids) | {owner for _, _, owner in self._owners(pairs)}
+        found: list[Contact] = []
+        for part in chunks(sorted(wanted)):
+            found += self._load(_in_ids(self._postgres), {"ids": part})
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+    def save_contacts(self, contacts: Sequence[Contact]) -> None:
+        """`save_contact` for each, as if one after the other, in a few statements for all;
+        any refusal saves none. The last state given for an id wins."""
+        latest = {contact.id: contact for contact in contacts}
+        if not latest:
+            return
+        wanted = {
+            cid: {(IdentifierKind(k).value, v) for k, v in contact.identifiers.items()}
+            for cid, contact in latest.items()
+        }
+        rows = set(self._owners(set().union(*wanted.values())))
+        for part in chunks(sorted(latest)):
+            rows.update(self._execute(_HELD_BY, {"ids": part}).all())
+        stored = {(kind, value): owner for kind, value, owner in rows}
+        after: dict[Pair, str | None] = {}  # each identifier's owner once the saves are done
+        for cid in latest:
+            after.update((pair, None) for pair, owner in stored.items() if owner == cid)
+            for kind, value in sorted(wanted[cid]):
+                owner = after.get((kind, value), stored.get((kind, value)))
+                if owner is not None and owner != cid:
+                    raise StoreError(f"identifier {kind}={value!r} belongs to contact {owner!r}")
+            after.update((pair, cid) for pair in wanted[cid])
+        self._upsert(_contacts, [mapping.contact_values(c) for c in latest.values()], "id")
+        # Identifiers a contact of this call gave up (freed, or taken by another one of them).
+        moved = [pair for pair, owner in after.items() if pair in stored and stored[pair] != owner]
+        if moved:
+            self._execute(_DROP_IDENTIFIER, [{"b_kind": k, "b_value": v} for k, v in moved])
+        new = [
+            {"kind": kind, "value": value, "contact_id": owner}
+            for (kind, value), owner in sorted(after.items())
+            if owner is not None and stored.get((kind, value)) != owner
+        ]
+        if new:
+            self._execute(sa.insert(_ci), new)
+
+    def _owners(self, pairs: Collection[Pair]) -> Iterator[tuple[str, str, str]]:
+        """(kind, value, contact id) of each of these identifiers that a contact holds."""
+        for kind, part in _by_kind(pairs):
+            yield from self._execute(_OWNERS_BY_VALUE, {"kind": kind, "values": part}).all()
+
     def _load(
-        self, stmt: sa.Select[tuple[object, ...]], values: Mapping[str, str]
+        self, stmt: sa.Select[tuple[object, ...]], values: Mapping[str, object]
     ) -> list[Contact]:
         """Contacts a `_load_statement` finds, with all their identifiers, oldest first."""
         rows: dict[str, sa.RowMapping] = {}
