@@ -30,7 +30,7 @@ from tidings.model.runs import Run, RunStatus
 from tidings.model.trace import TraceEntry
 from tidings.ports import RunCount, UnitOfWork
 
-MAX_CONTACTS = 50_000
+MAX_CONTACTS = 10_000  # a contact's history may be long: keep the active ones
 _FAR = datetime(9999, 1, 1, tzinfo=UTC)
 _ALL = 2**31 - 1
 
@@ -144,9 +144,10 @@ class CachedUnitOfWork:
         """Insert or replace a contact and its identifiers (written at the flush)."""
         entry = self._entry(contact.id)
         if contact.id in self.cache.absent:
-            # A new contact: nothing in the store can belong to it yet.
+            # A new contact: no run in the store can belong to it yet. (Its history is read
+            # when first asked for, so contacts nobody asks about keep no events here.)
             self.cache.absent.discard(contact.id)
-            entry.events, entry.active, entry.last = [], {}, {}
+            entry.active, entry.last = {}, {}
         if entry.contact is not None:
             for kind, value in entry.contact.identifiers.items():
                 if contact.identifiers.get(kind) != value:
