@@ -80,9 +80,14 @@ class CachedUnitOfWork:
     def flush(self) -> None:
         """Write what is pending (contacts, runs, trace), then trim the cache."""
         c = self.cache
-        for contact in c.dirty_contacts.values():
-            self.uow.save_contact(contact)
-        c.dirty_contacts.clear()
+        if c.dirty_contacts:
+            save_many = getattr(self.uow, "save_contacts", None)  # ContactBatch, when offered
+            if callable(save_many):
+                save_many(list(c.dirty_contacts.values()))
+            else:
+                for contact in c.dirty_contacts.values():
+                    self.uow.save_contact(contact)
+            c.dirty_contacts.clear()
         if c.dirty_runs:
             self.uow.save_runs(list(c.dirty_runs.values()))
             c.dirty_runs.clear()
