@@ -277,3 +277,18 @@ def test_purchase_rows_merged_into_one_order_are_counted_as_rows(project: Path) 
         "  rows 5 · events 4 · refused 0 · skipped 0 · 1 rows merged into other events"
         in result.stdout
     )
+
+
+def test_contact_finds_the_datas_own_id_before_a_replay_contact_id(project: Path) -> None:
+    # User 2 is seen first and becomes contact 1; user 1 becomes contact 2.
+    rows = [ROWS[0].replace(",7,s1", ",2,s1"), ROWS[2].replace(",8,s2", ",1,s2")]
+    (project / "log.csv").write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+
+    result = simulate("--events", "log.csv", "--mapping", str(DEMO_MAPPING), "--contact", "1")
+
+    assert result.exit_code == 0, result.output
+    timeline = result.stdout.split("Timeline of contact ")[1].splitlines()
+    assert timeline[0] == "2 (1)"
+    assert (
+        "cart_updated" in timeline[1] and "product_viewed" not in result.stdout.split("Timeline")[1]
+    )

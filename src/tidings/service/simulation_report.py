@@ -25,12 +25,13 @@ from typing import Any
 from tidings.compile.loader import CompiledWorkflow
 from tidings.engine.core import Decision
 from tidings.engine.positions import PositionError, step_at
+from tidings.model.contacts import Contact
+from tidings.model.events import IdentifierKind, normalise_identifier
 from tidings.model.messages import Message
 from tidings.model.runs import Outcome, RunStatus
 from tidings.model.trace import TraceKind
 from tidings.model.workflow import SendEmailStep, SendSmsStep
 from tidings.ports import UnitOfWork
-from tidings.service.explain import find_contact
 from tidings.service.replay import RowProblem
 
 SAMPLES = 3
@@ -326,13 +327,26 @@ def _sample(message: Message) -> Sample:
     )
 
 
+def _find(uow: UnitOfWork, reference: str) -> Contact | None:
+    """The contact holding `reference` as an identifier, else having it as its id."""
+    for kind in IdentifierKind:
+        value = normalise_identifier(kind, reference)
+        if kind is not IdentifierKind.contact_id and value:
+            found = uow.find_contacts({kind: value})
+            if found:
+                return found[0]
+    return uow.get_contact(reference) if reference else None
+
+
 def contact_timeline(uow: UnitOfWork, reference: str) -> tuple[str, list[TimelineEntry]] | None:
     """A contact's events, trace and messages in time order (None: no such contact).
 
-    `reference` is a contact id or any identifier (the ext_id of a CSV row, an email...).
-    At the same instant an event comes first, then the decisions it caused, then messages.
+    `reference` is an identifier the contact holds (the user id of a CSV row, an email...) or
+    else its contact id: identifiers first, because a replay's contact ids are small counters
+    that the data's own ids could be mistaken for. At the same instant an event comes first,
+    then the decisions it caused, then messages.
     """
-    contact = find_contact(uow, reference)
+    contact = _find(uow, reference.strip())
     if contact is None:
         return None
     entries: list[tuple[datetime, int, TimelineEntry]] = []
