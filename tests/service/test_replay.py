@@ -158,6 +158,7 @@ def replay(
         cache: ReplayCache | None = None,
         start: datetime | None = None,
         until: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> Replay:
         store = store or sqlite_stores()
         registry, loaded = WorkflowRegistry.from_directory(*folders)
@@ -178,7 +179,9 @@ def replay(
             cache=cache,
             chunk=2,
         )
-        totals = writer.replay(read(lines).events(), processor, start=start, until=until)
+        totals = writer.replay(
+            read(lines).events(), processor, start=start, until=until, progress=progress
+        )
         return Replay(totals, builder, store)
 
     return run
@@ -360,3 +363,15 @@ def test_history_is_stored_processed_and_starts_nothing_when_the_log_is_processe
     with store.transaction() as uow:
         [event] = uow.list_events()[0]
     assert (event.name, event.occurred_at, event.received_at) == ("cart_updated", T0, T0)
+
+
+def test_progress_is_told_of_every_event_a_few_at_a_time(
+    replay: Callable[..., Replay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tidings.service.replay.PROGRESS", 1)
+    told: list[int] = []
+    lines = [body("visited", T0 + timedelta(minutes=n)) for n in range(7)]
+
+    replay(lines, progress=told.append)
+
+    assert told == [1] * 7  # every event, though each transaction here holds two

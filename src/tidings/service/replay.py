@@ -37,7 +37,8 @@ from tidings.service.shapes import brevo_event
 from tidings.service.validation import Limits
 
 CHUNK = 2000
-"""Events per transaction: commits (an fsync each) stay rare; progress still moves often."""
+"""Events per transaction: commits (an fsync each) stay rare."""
+PROGRESS = 200  # events between two reports of progress
 
 _ANY_DATE = Limits(future_tolerance=timedelta.max)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -256,7 +257,7 @@ class Writer:
             with self._transaction() as uow:
                 ingest = self._ingest_service(uow)
                 seqs: list[int] = []
-                for line, event in part:
+                for line, event in _reporting(part, progress):
                     if until is not None and event.occurred_at > until:
                         totals.after_until += 1
                         continue
@@ -280,8 +281,6 @@ class Writer:
                 uow.mark_events_processed(seqs)
                 if before_commit is not None:
                     before_commit(uow)
-            if progress is not None:
-                progress(len(part))
         self._run_out(processor, until, totals, before_commit)
         return totals
 
@@ -343,6 +342,18 @@ class Writer:
             return None
         totals.stored += 1
         return outcome.events[0]
+
+
+def _reporting(
+    part: Sequence[tuple[int, Event]], progress: Callable[[int], None] | None
+) -> Iterator[tuple[int, Event]]:
+    """The chunk's events, telling `progress` every PROGRESS events (a progress bar moves)."""
+    for number, item in enumerate(part, start=1):
+        yield item
+        if progress is not None and number % PROGRESS == 0:
+            progress(PROGRESS)
+    if progress is not None and len(part) % PROGRESS:
+        progress(len(part) % PROGRESS)
 
 
 def _chunks(items: Iterable[tuple[int, Event]], size: int) -> Iterator[Sequence[tuple[int, Event]]]:
