@@ -179,3 +179,27 @@ def test_the_demo_mapping_is_the_rees46_mapping_plus_placeholder_addresses() -> 
     assert demo.model_copy(update={"contact_properties": {}}) == base
     assert list(demo.contact_properties) == ["EMAIL"]
     assert "example.invalid" in (demo.contact_properties["EMAIL"].template or "")
+
+
+@needs_sample
+@pytest.mark.postgres
+def test_a_replay_into_postgresql_reports_what_the_temporary_sqlite_replay_reports(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    head = tmp_path / "head.csv"
+    with REES46.open(encoding="utf-8") as source:
+        head.write_text("".join(source.readline() for _ in range(1200)), encoding="utf-8")
+    settings = load_settings(environ={})
+
+    def replay(database_url: str | None, name: str) -> str:
+        request = SimulationRequest(
+            events=head,
+            mapping=DEMO_MAPPING,
+            workflows_dir=ROOT / "workflows",
+            templates_dir=ROOT / "templates",
+            outbox_dir=tmp_path / name,
+            database_url=database_url,
+        )
+        return simulate(request, settings, read_file(request)).report.to_json()
+
+    assert replay(postgres_url, "pg") == replay(None, "sqlite")
