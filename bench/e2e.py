@@ -20,7 +20,7 @@ machine several times less CPU per request than httpx. Its CPU is printed.
 Figures: emails/s from the first event sent to the last email received; latency beyond the
 wait = email received - cart acknowledged - 2 s (p50, p99, max); daemon CPU seconds per event
 (events = carts + orders); daemon peak resident memory; and correctness: emails expected and
-received, missing, duplicates, emails to contacts who ordered.
+received, missing, duplicates, emails that arrived after their contact's order was acknowledged.
 """
 
 from __future__ import annotations
@@ -136,21 +136,25 @@ class Load:
 
 async def generate(port: int, contacts: int, connections: int) -> Load:
     """Send every contact's cart (and every tenth contact's order, 0.5 s after its cart)."""
+    # Orders have connections of their own: queued behind the carts they would go out late.
     pool: asyncio.Queue[Connection] = asyncio.Queue()
+    order_pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(Connection(port))
+    for _ in range(max(2, connections // 4)):
+        order_pool.put_nowait(Connection(port))
     cart_acked: dict[int, float] = {}
     order_acked: dict[int, float] = {}
     failures = 0
     orders: list[asyncio.Task[None]] = []
 
-    async def send(name: str, i: int) -> float | None:
+    async def send(name: str, i: int, connections: asyncio.Queue[Connection]) -> float | None:
         nonlocal failures
-        conn = await pool.get()
+        conn = await connections.get()
         try:
             status = await conn.post("/v3/events", event(name, i))
         finally:
-            pool.put_nowait(conn)
+            connections.put_nowait(conn)
         if status != 204:
             failures += 1
             return None
@@ -158,12 +162,12 @@ async def generate(port: int, contacts: int, connections: int) -> Load:
 
     async def order(i: int) -> None:
         await asyncio.sleep(ORDER_AFTER_S)
-        if (acked := await send("order_completed", i)) is not None:
+        if (acked := await send("order_completed", i, order_pool)) is not None:
             order_acked[i] = acked
 
     async def worker(ids: range) -> None:
         for i in ids:
-            acked = await send("cart_updated", i)
+            acked = await send("cart_updated", i, pool)
             if acked is None:
                 continue
             cart_acked[i] = acked
@@ -175,8 +179,9 @@ async def generate(port: int, contacts: int, connections: int) -> Load:
     await asyncio.gather(*(worker(range(w, contacts, connections)) for w in range(connections)))
     await asyncio.gather(*orders)
     cpu = time.process_time() - cpu
-    while not pool.empty():
-        await pool.get_nowait().close()
+    for connections_left in (pool, order_pool):
+        while not connections_left.empty():
+            await connections_left.get_nowait().close()
     return Load(first, cart_acked, order_acked, failures, cpu)
 
 
@@ -195,6 +200,7 @@ class Result:
     missing: int
     duplicates: int
     to_ordered: int
+    late_orders: int
     failures: int
     generator_cpu_s: float
 
@@ -215,13 +221,16 @@ def one_run(contacts: int, connections: int) -> Result:
             with Sampler(server.proc.pid) as sampler:
                 load = asyncio.run(generate(server.port, contacts, connections))
                 ordered = set(load.order_acked)
+                # An order acknowledged after the wait (a slow generator) may or may not stop
+                # the email: such contacts are neither expected nor counted as wrong.
+                late = {i for i in ordered if load.order_acked[i] - load.cart_acked[i] >= WAIT_S}
                 expected = {f"c{i}@bench.example" for i in load.cart_acked if i not in ordered}
                 wait_for(
                     lambda: sink.count() >= len(expected),
                     f"{len(expected)} emails",
                     timeout=max(120.0, contacts / 20),
                 )
-                # Late strays (duplicates, emails to contacts who ordered) would show by now.
+                # Late strays (duplicates, emails after an order) would show by now.
                 time.sleep(WAIT_S + 1)
             after = server.usage()
             peak = max(sampler.peak_rss, after.peak_rss_bytes)
@@ -238,7 +247,9 @@ def one_run(contacts: int, connections: int) -> Result:
         for i, acked in load.cart_acked.items()
         if f"c{i}@bench.example" in first_email
     )
-    ordered_addresses = {f"c{i}@bench.example" for i in ordered}
+    order_acked = {f"c{i}@bench.example": at for i, at in load.order_acked.items()}
+    # Wrong: an email that arrived after its contact's order was acknowledged.
+    after_order = [r for at, r, _ in received if r in order_acked and at > order_acked[r]]
     last = max((at for at, _, _ in received), default=load.first_sent)
     events = len(load.cart_acked) + len(load.order_acked)
     return Result(
@@ -252,7 +263,8 @@ def one_run(contacts: int, connections: int) -> Result:
         received=len(received),
         missing=len(expected - set(counts)),
         duplicates=sum(n - 1 for n in counts.values() if n > 1),
-        to_ordered=sum(n for rcpt, n in counts.items() if rcpt in ordered_addresses),
+        to_ordered=len(after_order),
+        late_orders=len(late),
         failures=load.failures,
         generator_cpu_s=load.cpu_s,
     )
@@ -280,7 +292,8 @@ def main() -> None:
             f" beyond the wait p50 {percentile(r.latency_s, 50):.2f} s, p99 {percentile(r.latency_s, 99):.2f} s,"
             f" max {r.latency_s[-1] if r.latency_s else float('nan'):.2f} s; daemon CPU {r.cpu_per_event_ms:.2f} ms/event;"
             f" peak RSS {mib(r.peak_rss)}; expected {r.expected:,}, received {r.received:,}, missing {r.missing},"
-            f" duplicates {r.duplicates}, to contacts who ordered {r.to_ordered}; HTTP failures {r.failures};"
+            f" duplicates {r.duplicates}, after an acknowledged order {r.to_ordered}"
+            f" ({r.late_orders} order(s) acknowledged only after the wait); HTTP failures {r.failures};"
             f" generator CPU {r.generator_cpu_s:.1f} s",
             flush=True,
         )
@@ -317,7 +330,7 @@ def main() -> None:
                 ["missing (total)", str(sum(r.missing for r in results)), "0"],
                 ["duplicates (total)", str(sum(r.duplicates for r in results)), "0"],
                 [
-                    "emails to contacts who ordered (total)",
+                    "emails after an acknowledged order (total)",
                     str(sum(r.to_ordered for r in results)),
                     "0",
                 ],

@@ -16,11 +16,12 @@ Clone k (k = 0 .. K-1) is every row of the sample with
 Every other column is kept byte for byte. The file is written to a temporary folder, never
 into the repository (the sample's licence is unknown).
 
-Engine figure: the events are read through the mapping (mappings/rees46.yaml) and checked as
-`simulate` does (timed apart as "read"), then replayed through the example workflows
-(workflows/, templates/) with the real engine on a fresh SQLite file: contacts resolved,
-events stored, runs started and advanced, timers fired in virtual time, trace and outbox
-written, 500 events per transaction. events/s = events replayed / replay seconds.
+Engine figure: `simulate` itself, in process (tidings.bootstrap.simulation): the events are
+read through the mapping (mappings/rees46.yaml) and checked (timed apart as "read"), then
+replayed through the example workflows (workflows/, templates/) with the real engine on a fresh
+SQLite file: contacts resolved, events stored, runs started and advanced, timers fired in
+virtual time, trace and outbox written, 500 events per transaction, messages written as files,
+the report built. events/s = events replayed / replay seconds.
 
 Raw figure, measured in the same run: the same rows (the scaled CSV's 9 columns, as text)
 inserted with Python's sqlite3 `executemany`, 500 rows per transaction (the replay's chunk),
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -122,63 +124,31 @@ def raw_insert(path: Path, folder: Path) -> tuple[float, int]:
     return len(rows) / seconds, len(rows)
 
 
-def replay(path: Path, folder: Path, *, cache: bool = True) -> dict[str, float]:
-    """Read the scaled file through the mapping, then replay it through the example workflows
-    on a fresh SQLite store; returns the counts and the seconds of each phase."""
-    # Imported here: the raw figure above must not pay for (or be slowed by) the engine's imports.
-    from tidings.adapters.clock import ManualClock
-    from tidings.adapters.sql.store import SqlStore
-    from tidings.engine.core import Environment
-    from tidings.model.contacts import Channel
-    from tidings.service.consent import ConsentTokens, unsubscribe_url
-    from tidings.service.csv_mapping import load_mapping
-    from tidings.service.processing import Processor
-    from tidings.service.registry import WorkflowRegistry
-    from tidings.service.replay import Writer, read_events, read_rows
-    from tidings.service.replay_cache import ReplayCache
-    from tidings.service.validation import Limits
+def replay(path: Path, folder: Path) -> dict[str, float]:
+    """`simulate` in process (tidings.bootstrap.simulation, as `tidings simulate` runs it):
+    the file read and checked through the mapping, then replayed through the example workflows
+    into a fresh SQLite file, messages written to an outbox folder; each phase timed."""
+    # Imported here: the raw figure must not pay for (or be slowed by) the engine's imports.
+    from tidings.bootstrap.simulation import SimulationRequest, read_file, simulate
+    from tidings.settings import load_settings
 
+    request = SimulationRequest(
+        events=path,
+        workflows_dir=REPO / "workflows",
+        templates_dir=REPO / "templates",
+        outbox_dir=folder / "outbox",
+        mapping=REPO / "mappings" / "rees46.yaml",
+        database_url=None,  # as `tidings simulate` by default: a fresh temporary SQLite file
+    )
     start = time.perf_counter()
-    mapping = load_mapping(REPO / "mappings" / "rees46.yaml")
-    events = read_events(read_rows(path, mapping), limits=Limits(), source="simulate")
+    events = read_file(request)
     read_s = time.perf_counter() - start
-
-    registry, loaded = WorkflowRegistry.from_directory(REPO / "workflows", REPO / "templates")
-    if loaded.problems:
-        sys.exit(f"example workflows do not load: {loaded.problems}")
-    tokens = ConsentTokens("bench-secret")
-
-    def link(contact_id: str, channel: Channel) -> str:
-        return unsubscribe_url("http://127.0.0.1:8025", tokens.create(contact_id, channel))
-
-    store = SqlStore(f"sqlite:///{folder / 'engine.db'}")
-    try:
-        store.migrate()
-        registry.record_versions(store)
-        # As the daemon's and simulate's composition root builds it (bootstrap.components).
-        env = Environment(
-            templates=registry.catalog,
-            mail_from="Tidings <no-reply@localhost>",
-            sms_sender="Tidings",
-            unsubscribe_url=link,
-        )
-        clock = ManualClock(events.packed[0][0])
-        processor = Processor(store, registry, env, clock)
-        counter = iter(range(1, 1 << 62))
-        writer = Writer(
-            store,
-            clock,
-            limits=Limits(),
-            new_contact_id=lambda: str(next(counter)),
-            key_id="simulate",
-            # As simulate does: the replay is the fresh store's only writer.
-            cache=ReplayCache(fresh=True) if cache else None,
-        )
-        start = time.perf_counter()
-        totals = writer.replay(events.events(), processor)
-        replay_s = time.perf_counter() - start
-    finally:
-        store.close()
+    start = time.perf_counter()
+    result = simulate(request, load_settings(environ={}), events)
+    replay_s = time.perf_counter() - start
+    if result.problems:
+        sys.exit(f"example workflows do not load: {result.problems}")
+    totals = result.report.totals
     return {
         "events": float(len(events)),
         "replayed": float(totals.replayed),
@@ -219,10 +189,7 @@ def main() -> None:
             raw_rate, _ = raw_insert(log, folder)
             raw.append(raw_rate)
             result = replay(log, folder)
-            (folder / "engine.db").unlink()
-            for suffix in ("-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    (folder / f"engine.db{suffix}").unlink()
+            shutil.rmtree(folder / "outbox", ignore_errors=True)
             rate = result["replayed"] / result["replay_s"]
             engine.append(rate)
             reads.append(result["events"] / result["read_s"])

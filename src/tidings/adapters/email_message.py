@@ -8,6 +8,7 @@ Message-ID and MIME boundary derive from it), so every retry builds the same byt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -58,6 +59,14 @@ WIRE_UTF8 = WIRE.clone(utf8=True)
 
 def parse_address(value: str, *, field: str) -> Address:
     """Exactly one mailbox from `value`, or a PermanentDeliveryError naming the field."""
+    return _parse_address(value, field)
+
+
+# Every message parses its sender and its recipient twice (MIME headers and SMTP envelope), and
+# the sender is the same for most messages: the email package's header parser is the largest
+# CPU cost of delivery, so answers are kept (Address is immutable; errors are never cached).
+@functools.lru_cache(maxsize=4096)
+def _parse_address(value: str, field: str) -> Address:
     if _CONTROL.search(value):
         raise PermanentDeliveryError(f"{field}: address contains a control character: {value!r}")
     try:
