@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from html.parser import HTMLParser
 
-from tidings.compile.html_text import html_to_text
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tidings.compile.html_text import _TextBuilder, html_to_text, text_of
 
 
 @pytest.mark.parametrize(
@@ -80,3 +84,39 @@ def test_an_email_layout_reads_as_text() -> None:
 
 def test_nul_characters_in_data_cannot_fake_line_breaks() -> None:
     assert html_to_text("<p>a\x00Lb\x00Pc</p>") == "aLbPc"
+
+
+class _ParserDriven(HTMLParser):
+    """The standard library's parser driving our text builder: the reference reading."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.builder = _TextBuilder()
+        self.handle_starttag = self.builder.handle_starttag  # type: ignore[method-assign]
+        self.handle_startendtag = self.builder.handle_startendtag  # type: ignore[method-assign]
+        self.handle_endtag = self.builder.handle_endtag  # type: ignore[method-assign]
+        self.handle_data = self.builder.handle_data  # type: ignore[method-assign]
+
+
+PIECES = [
+    "<p>", "</p>", "<br>", "<br/>", "<a href='https://x.example/?a=1&amp;b=2'>", "</a>",
+    '<A HREF="mailto:a@b.example">', "</A>", "<ul>", "<ol>", "<li>", "</ul>", "</ol>",
+    "&amp;", "&lt;", "&nbsp;", "&#39;", "&eacute;", " ", "\n", "\t", "word", "Zoë 🛒",
+    "<!-- a comment -->", '<img src="x.png" alt="a &amp; b">', "<img alt=x>",
+    "<div style='display:none'>", '<span style="color: red">', "</span>", "</div>",
+    "<pre>", "</pre>", "<script>if (a < b) { x('<p>') }</script>", "<style>p { a: b }</style>",
+    "<table><tr><td>a</td><td>b</td></tr></table>", "<th>", "<tr>", "<", ">", "=",
+    "<!DOCTYPE html>", "<b>", "</b>", "<h1>", "</h1>", "<hr>", "<head><title>T</title></head>",
+    "<td class=\"x\" data-y='1'>", "<input disabled>", "<p\nclass='wrapped'>",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=40))
+def test_the_markup_is_read_as_the_standard_library_parser_reads_it(pieces) -> None:
+    html = "".join(pieces)
+    reference = _ParserDriven()
+    reference.feed(html)
+    reference.close()
+
+    assert html_to_text(html) == text_of(reference.builder.out)

@@ -13,6 +13,7 @@ text (tests compare them).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -57,6 +58,12 @@ def insert_ignoring(
     """`INSERT ... ON CONFLICT (keys) DO NOTHING [RETURNING column]`."""
     stmt = _dialect_insert(postgres, table).on_conflict_do_nothing(index_elements=list(keys))
     return stmt if returning is None else stmt.returning(table.c[returning])
+
+
+@functools.cache
+def plain_insert(table: sa.Table) -> sa.ClauseElement:
+    """`INSERT INTO table`, built once (the compiled form is cached by statement)."""
+    return table.insert()
 
 
 @functools.cache
@@ -145,6 +152,13 @@ def driver_statement(
     return DriverStatement(compiled.string, order, processors, compiled.positional)
 
 
+def _converted(statement: DriverStatement, values: Mapping[str, Any]) -> Any:
+    try:
+        return statement.parameters(values)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"cannot store a value: {exc}") from exc
+
+
 class Queries:
     """A unit of work's connection (one transaction) and the dialect it talks to."""
 
@@ -158,16 +172,33 @@ class Queries:
     ) -> tuple[Any, ...] | None:
         """Run a statement for one row of values on the driver's cursor; the first row it
         returns. Errors are SQLAlchemy's, as if SQLAlchemy had run it."""
-        try:
-            parameters = statement.parameters(values)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise StoreError(f"cannot store a value: {exc}") from exc
+        parameters = _converted(statement, values)
+        cursor = self._driver_cursor()
+        with self._driver_errors(statement, parameters):
+            cursor.execute(statement.sql, parameters)
+            row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
+
+    def _driver_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement (no RETURNING) once per row of values, as one driver executemany."""
+        if not rows:
+            return
+        parameters = [_converted(statement, values) for values in rows]
+        cursor = self._driver_cursor()
+        with self._driver_errors(statement, parameters):
+            cursor.executemany(statement.sql, parameters)
+
+    def _driver_cursor(self) -> Any:
         if self._cursor is None:
             self._cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self._cursor
+
+    @contextlib.contextmanager
+    def _driver_errors(self, statement: DriverStatement, parameters: Any) -> Iterator[None]:
+        """Driver errors raised as SQLAlchemy raises them; values it cannot store as ours."""
         dbapi_error = self._conn.dialect.loaded_dbapi.Error
         try:
-            self._cursor.execute(statement.sql, parameters)
-            row: tuple[Any, ...] | None = self._cursor.fetchone()
+            yield
         except dbapi_error as exc:
             raise DBAPIError.instance(
                 statement.sql, parameters, exc, dbapi_error, dialect=self._conn.dialect
@@ -175,7 +206,13 @@ class Queries:
         except (TypeError, ValueError) as exc:
             # psycopg serialises JSON parameters while executing.
             raise StoreError(f"cannot store a value: {exc}") from exc
-        return row
+
+    def _insert_many(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Plain INSERT of rows that all have the same columns, on the driver's cursor."""
+        if rows:
+            keys = tuple(rows[0])
+            insert = driver_statement(self._conn.dialect, plain_insert(table), table, keys)
+            self._driver_many(insert, rows)
 
     @overload
     def _execute(
@@ -206,7 +243,9 @@ class Queries:
     def _upsert(self, table: sa.Table, rows: Sequence[dict[str, Any]], *keys: str) -> None:
         """Insert rows; a row whose key exists replaces every other column (one executemany)."""
         if rows:
-            self._execute(upsert(self._postgres, table, keys), rows)
+            stmt = cast(sa.ClauseElement, upsert(self._postgres, table, keys))
+            columns = tuple(rows[0])
+            self._driver_many(driver_statement(self._conn.dialect, stmt, table, columns), rows)
 
     def _text_order(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """Order text by code point on both dialects (PostgreSQL would use the locale)."""

@@ -39,7 +39,7 @@ class SqlUnitOfWork(ContactQueries, EventQueries, RunQueries, OutboxQueries):
     def add_trace(self, entries: Sequence[TraceEntry]) -> None:
         """Append trace entries (one executemany)."""
         if entries:
-            self._execute(sa.insert(_t), [mapping.trace_values(e) for e in entries])
+            self._insert_many(_t, [mapping.trace_values(e) for e in entries])
 
     def trace_for_contact(
         self, contact_id: str, workflow_id: str | None = None
