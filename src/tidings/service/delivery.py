@@ -1,7 +1,9 @@
 """The delivery worker: drains the outbox through the senders and records every outcome.
 
 One round (`run_once`) claims the messages due now (the store marks them `sending` under a
-lease), sends them concurrently, and records each result in its own short transaction:
+lease) and, in that same transaction, cancels those recalled since they were queued (see
+`recall`: their run exited by a goal or was restarted, or the contact unsubscribed). It sends
+the rest concurrently and records each result in its own short transaction:
 
 - sent: status `sent`, `sent_at`, the provider's reference, and a `delivered` trace entry;
 - temporary failure: back to `pending` with `attempts + 1`, `last_error` and
@@ -35,6 +37,7 @@ from tidings.model.durations import format_duration
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, EmailSender, SmsSender, Store, UnitOfWork
+from tidings.service.recall import recall
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class DeliveryStats:
     sent: int = 0
     retrying: int = 0  # temporary failures, to be attempted again later
     failed: int = 0  # permanent failures and messages out of time
+    cancelled: int = 0  # recalled at claim time, never sent
 
     def __bool__(self) -> bool:
         return self.claimed > 0
@@ -63,6 +67,7 @@ class DeliveryStats:
             self.sent + other.sent,
             self.retrying + other.retrying,
             self.failed + other.failed,
+            self.cancelled + other.cancelled,
         )
 
 
@@ -125,10 +130,8 @@ class DeliveryWorker:
     async def run_once(self) -> DeliveryStats:
         """One round: claim what is due now, send it, record each outcome."""
         now = self._clock.now()
-        messages = await self._in_store(
-            lambda uow: uow.claim_messages(now, self._batch, self._lease)
-        )
-        stats = DeliveryStats(claimed=len(messages))
+        claimed, messages = await self._in_store(lambda uow: self._claim(uow, now))
+        stats = DeliveryStats(claimed=claimed, cancelled=claimed - len(messages))
         if not messages:
             return stats
         slots = asyncio.Semaphore(self._concurrency)
@@ -159,6 +162,15 @@ class DeliveryWorker:
         """When the next message is due (or a lease runs out): the daemon's next alarm."""
         with self._store.transaction() as uow:
             return uow.next_message_due_at()
+
+    def _claim(self, uow: UnitOfWork, now: datetime) -> tuple[int, list[Message]]:
+        """Claim what is due and cancel the recalled in one transaction: how many, what to send.
+
+        One transaction, so a message is never seen `sending` and then cancelled, and no other
+        worker can claim it between the check and the claim.
+        """
+        claimed = uow.claim_messages(now, self._batch, self._lease)
+        return len(claimed), recall(uow, claimed, now) if claimed else []
 
     async def _deliver(self, message: Message, slots: asyncio.Semaphore) -> MessageStatus | None:
         """Send one message (within the concurrency bound) and record the outcome."""
