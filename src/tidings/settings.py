@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     smtp_timeout_s: float = 30.0
     smtp_connections: int = 4
+    # How long a message that keeps failing temporarily (an outage) is retried before it fails.
+    delivery_max_age_s: float = Field(default=259_200.0, gt=0)
     mail_from: str = "Tidings <no-reply@localhost>"
     sms_url: str | None = None
     sms_key: SecretStr | None = None

@@ -52,3 +52,24 @@ def test_messages_wait_out_an_smtp_outage_and_are_each_delivered_once(site: Site
     assert {m.status for m in daemon.messages()} == {MessageStatus.sent}
     assert daemon.metric("tidings_messages_sent_total", channel="email") == len(CONTACTS)
     assert daemon.stop() == 0
+
+
+def test_past_the_configured_max_age_a_message_fails_with_the_reason(site: Site) -> None:
+    daemon = site.start(TIDINGS_DELIVERY_MAX_AGE_S="3600")
+    assert daemon.post_event("cart_updated", CONTACTS[0], cart_id="K0", total=1).is_success
+    daemon.tick()
+    site.smtp.stop()
+
+    daemon.advance(timedelta(hours=1))  # the email is due, and the relay is away
+    daemon.advance(timedelta(minutes=59))
+    [waiting] = daemon.messages()
+    daemon.advance(timedelta(minutes=1))  # an hour after it was due
+    [failed] = daemon.messages()
+
+    assert waiting.status is MessageStatus.pending
+    assert failed.status is MessageStatus.failed
+    assert failed.last_error is not None
+    assert failed.last_error.startswith(f"gave up after {failed.attempts} attempts over 1h")
+    assert "(delivery max age 1h): " in failed.last_error
+    assert daemon.metric("tidings_messages_failed_total", channel="email") == 1
+    assert daemon.stop() == 0

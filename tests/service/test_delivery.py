@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -276,35 +276,95 @@ def test_an_outage_spreads_the_retries_and_records_the_error(
         assert f"127.0.0.1:{server.port}" in (row.last_error or "")
 
 
-def test_a_message_out_of_attempts_fails_with_the_last_error(
+async def follow_retries(worker: DeliveryWorker, clock: ManualClock, until: datetime) -> int:
+    """Run a round each time a message is due, up to `until`; how many rounds that took."""
+    rounds = 0
+    while (due := worker.next_due_at()) is not None and due <= until:
+        clock.set(max(due, clock.now()))
+        await worker.run_once()
+        rounds += 1
+    return rounds
+
+
+def test_a_two_hour_outage_delays_messages_and_each_is_delivered_once(
+    store: Store, clock: ManualClock, smtp: SmtpTestServer
+) -> None:
+    messages = [make_message(n) for n in range(1, 6)]
+    queue(store, *messages)
+    sender = smtp_sender(smtp, connections=2)
+    worker = make_worker(store, clock, email=sender)  # the daemon's defaults
+    back_at = T0 + timedelta(hours=2)
+
+    async def scenario() -> DeliveryStats:
+        async with sender:
+            smtp.stop()
+            await follow_retries(worker, clock, back_at)
+            smtp.start()  # the same port again
+            clock.set(back_at)
+            await follow_retries(worker, clock, back_at + timedelta(hours=1))
+            return await worker.drain()
+
+    assert run(scenario) == DeliveryStats()  # nothing left to do
+    rows = [stored(store, m) for m in messages]
+    assert {r.status for r in rows} == {MessageStatus.sent}
+    assert all(r.attempts > 8 for r in rows)  # past the old fixed limit of 8 attempts
+    assert all(back_at < (r.sent_at or T0) <= back_at + timedelta(hours=1) for r in rows)
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == sorted(m.to for m in messages)
+    assert worker.next_due_at() is None
+
+
+def test_a_message_failing_past_the_max_age_fails_with_the_reason(
     clock: ManualClock, smtp: SmtpTestServer
 ) -> None:
     store = MemoryStore()
+    message, later = make_message(1), make_message(2, not_before=T0 + timedelta(days=1))
+    queue(store, message, later)
+    smtp.refuse("user1@example.org", "421 4.3.2 Service not available")
+    smtp.refuse("user2@example.org", "421 4.3.2 Service not available")
+    sender = smtp_sender(smtp)
+    worker = make_worker(store, clock, email=sender)  # max age: 3 days by default
+    deadline = T0 + timedelta(days=3)
+
+    async def scenario() -> None:
+        async with sender:
+            await follow_retries(worker, clock, deadline - timedelta(seconds=1))
+            assert stored(store, message).status is MessageStatus.pending
+            assert stored(store, message).next_attempt_at == deadline  # not a backoff past it
+            await follow_retries(worker, clock, deadline)
+
+    run(scenario)
+
+    row = stored(store, message)
+    assert (row.status, row.next_attempt_at) == (MessageStatus.failed, None)
+    assert row.attempts == len([r for r in smtp.refused if r[0] == "user1@example.org"]) > 70
+    assert row.last_error == (
+        f"gave up after {row.attempts} attempts over 3d (delivery max age 3d):"
+        " 421 4.3.2 Service not available"
+    )
+    [entry] = traced(store, message)
+    assert (entry.kind, entry.at, entry.data["error"]) == (
+        TraceKind.delivery_failed,
+        deadline,
+        row.last_error,
+    )
+    # The age counts from when a message was due: the one deferred a day still has a day.
+    assert stored(store, later).status is MessageStatus.pending
+
+
+def test_the_max_age_is_set_per_worker(clock: ManualClock) -> None:
+    store = MemoryStore()
     message = make_message(1)
     queue(store, message)
-    smtp.refuse("user1@example.org", "421 4.3.2 Service not available")
-    sender = smtp_sender(smtp)
-    worker = make_worker(store, clock, email=sender, max_attempts=3)
+    sender = ScriptedSender({"user1@example.org": TemporaryDeliveryError("451 later")})
+    worker = make_worker(store, clock, email=sender, max_age=timedelta(seconds=10))
 
-    async def scenario() -> list[DeliveryStats]:
-        rounds = []
-        async with sender:
-            for _ in range(4):
-                rounds.append(await worker.run_once())
-                clock.advance(timedelta(seconds=MAX_S))
-        return rounds
-
-    assert run(scenario) == [
-        DeliveryStats(claimed=1, retrying=1),
-        DeliveryStats(claimed=1, retrying=1),
-        DeliveryStats(claimed=1, failed=1),
-        DeliveryStats(),
-    ]
-    row = stored(store, message)
-    assert (row.status, row.attempts) == (MessageStatus.failed, 3)
-    assert row.last_error == "gave up after 3 attempts: 421 4.3.2 Service not available"
-    assert [e.kind for e in traced(store, message)] == [TraceKind.delivery_failed]
-    assert len(smtp.refused) == 3
+    assert run(worker.run_once) == DeliveryStats(claimed=1, retrying=1)
+    assert stored(store, message).next_attempt_at == T0 + timedelta(seconds=10)  # not ~30 s
+    clock.advance(timedelta(seconds=10))
+    assert run(worker.run_once) == DeliveryStats(claimed=1, failed=1)
+    assert stored(store, message).last_error == (
+        "gave up after 2 attempts over 10s (delivery max age 10s): 451 later"
+    )
 
 
 def test_a_message_deferred_by_not_before_waits_for_its_time(

@@ -49,6 +49,7 @@ COUNTERS = {
         Family("tidings_messages_queued_total", "counter", "Messages recorded in the outbox."),
         Family("tidings_messages_sent_total", "counter", "Messages delivered.", True),
         Family("tidings_messages_failed_total", "counter", "Messages failed for good.", True),
+        Family("tidings_messages_cancelled_total", "counter", "Messages recalled, not sent.", True),
         Family(
             "tidings_messages_deferred_total", "counter", "Attempts deferred for a retry.", True
         ),
@@ -167,13 +168,15 @@ class MeteredUnitOfWork:
         return added
 
     def save_message(self, message: Message) -> None:
-        """Save a delivery state, counting sent, failed and deferred attempts per channel."""
+        """Save a delivery state, counting sent, failed, cancelled and deferred per channel."""
         self._inner.save_message(message)
         channel = message.channel.value
         if message.status is MessageStatus.sent:
             self._observed.add("tidings_messages_sent_total", channel=channel)
         elif message.status is MessageStatus.failed:
             self._observed.add("tidings_messages_failed_total", channel=channel)
+        elif message.status is MessageStatus.cancelled:
+            self._observed.add("tidings_messages_cancelled_total", channel=channel)
         elif message.status is MessageStatus.pending and message.last_error:
             self._observed.add("tidings_messages_deferred_total", channel=channel)
 

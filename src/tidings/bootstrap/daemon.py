@@ -76,7 +76,11 @@ class Daemon:
             components.store, components.registry, components.env, components.clock
         )
         self.delivery = DeliveryWorker(
-            components.store, components.email, components.sms, components.clock
+            components.store,
+            components.email,
+            components.sms,
+            components.clock,
+            max_age=timedelta(seconds=settings.delivery_max_age_s),
         )
         self.ingest = IngestService(
             components.store,

@@ -16,7 +16,8 @@ class MessageStatus(StrEnum):
     pending = "pending"  # waiting for (another) delivery attempt at `next_attempt_at`
     sending = "sending"  # claimed by a delivery worker; back to pending if it dies (lease)
     sent = "sent"
-    failed = "failed"  # permanent failure, `last_error` holds the server's reply
+    failed = "failed"  # permanent failure or out of time, `last_error` holds the reason
+    cancelled = "cancelled"  # recalled before delivery (docs/workflows.md), `last_error` says why
 
 
 class Message(BaseModel):
@@ -42,7 +43,7 @@ class Message(BaseModel):
     status: MessageStatus = MessageStatus.pending
     attempts: int = 0
     next_attempt_at: datetime | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # the last failure's reply, or why it was cancelled
     sent_at: datetime | None = None
     provider_id: str | None = None  # Message-ID or the SMS provider's reference
 

@@ -1,11 +1,15 @@
 """The delivery worker: drains the outbox through the senders and records every outcome.
 
 One round (`run_once`) claims the messages due now (the store marks them `sending` under a
-lease), sends them concurrently, and records each result in its own short transaction:
+lease) and, in that same transaction, cancels those recalled since they were queued (see
+`recall`: their run exited by a goal or was restarted, or the contact unsubscribed). It sends
+the rest concurrently and records each result in its own short transaction:
 
 - sent: status `sent`, `sent_at`, the provider's reference, and a `delivered` trace entry;
 - temporary failure: back to `pending` with `attempts + 1`, `last_error` and
-  `next_attempt_at = now + retry_delay(...)` — or `failed` once `max_attempts` is reached;
+  `next_attempt_at = now + retry_delay(...)`, never later than `max_age` after the message was
+  due (`not_before`); a temporary failure at or past that age is `failed`, with the reason. So
+  an outage of any length up to `max_age` delays messages and loses none;
 - permanent failure: `failed` with the server's reply and a `delivery_failed` trace entry.
 
 A worker that dies mid-round leaves its messages `sending`; once the lease runs out the next
@@ -29,9 +33,11 @@ from typing import Any, TypeVar
 
 from tidings.errors import DeliveryError, PermanentDeliveryError
 from tidings.model.contacts import Channel
+from tidings.model.durations import format_duration
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, EmailSender, SmsSender, Store, UnitOfWork
+from tidings.service.recall import recall
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,8 @@ class DeliveryStats:
     claimed: int = 0
     sent: int = 0
     retrying: int = 0  # temporary failures, to be attempted again later
-    failed: int = 0  # permanent failures and messages out of attempts
+    failed: int = 0  # permanent failures and messages out of time
+    cancelled: int = 0  # recalled at claim time, never sent
 
     def __bool__(self) -> bool:
         return self.claimed > 0
@@ -60,6 +67,7 @@ class DeliveryStats:
             self.sent + other.sent,
             self.retrying + other.retrying,
             self.failed + other.failed,
+            self.cancelled + other.cancelled,
         )
 
 
@@ -98,20 +106,22 @@ class DeliveryWorker:
         *,
         batch: int = 100,
         lease: timedelta = timedelta(minutes=5),
-        max_attempts: int = 8,
+        max_age: timedelta = timedelta(days=3),
         backoff_base_s: float = 30,
         backoff_max_s: float = 3600,
         concurrency: int = 8,
     ) -> None:
-        if batch < 1 or concurrency < 1 or max_attempts < 1:
-            raise ValueError("batch, concurrency and max_attempts must be at least 1")
+        if batch < 1 or concurrency < 1:
+            raise ValueError("batch and concurrency must be at least 1")
+        if max_age <= timedelta(0):
+            raise ValueError("max_age must be positive")
         self._store = store
         self._email = email
         self._sms = sms
         self._clock = clock
         self._batch = batch
         self._lease = lease
-        self._max_attempts = max_attempts
+        self._max_age = max_age
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._concurrency = concurrency
@@ -120,10 +130,8 @@ class DeliveryWorker:
     async def run_once(self) -> DeliveryStats:
         """One round: claim what is due now, send it, record each outcome."""
         now = self._clock.now()
-        messages = await self._in_store(
-            lambda uow: uow.claim_messages(now, self._batch, self._lease)
-        )
-        stats = DeliveryStats(claimed=len(messages))
+        claimed, messages = await self._in_store(lambda uow: self._claim(uow, now))
+        stats = DeliveryStats(claimed=claimed, cancelled=claimed - len(messages))
         if not messages:
             return stats
         slots = asyncio.Semaphore(self._concurrency)
@@ -154,6 +162,15 @@ class DeliveryWorker:
         """When the next message is due (or a lease runs out): the daemon's next alarm."""
         with self._store.transaction() as uow:
             return uow.next_message_due_at()
+
+    def _claim(self, uow: UnitOfWork, now: datetime) -> tuple[int, list[Message]]:
+        """Claim what is due and cancel the recalled in one transaction: how many, what to send.
+
+        One transaction, so a message is never seen `sending` and then cancelled, and no other
+        worker can claim it between the check and the claim.
+        """
+        claimed = uow.claim_messages(now, self._batch, self._lease)
+        return len(claimed), recall(uow, claimed, now) if claimed else []
 
     async def _deliver(self, message: Message, slots: asyncio.Semaphore) -> MessageStatus | None:
         """Send one message (within the concurrency bound) and record the outcome."""
@@ -207,10 +224,14 @@ class DeliveryWorker:
                 f"{_what(current)} delivered",
                 provider_id=outcome.reference,
             )
-        elif outcome.permanent or attempts >= self._max_attempts:
+        elif outcome.permanent or now >= current.not_before + self._max_age:
             error = outcome.error
             if not outcome.permanent:
-                error = f"gave up after {attempts} attempts: {error}"
+                age = format_duration(now - current.not_before)
+                error = (
+                    f"gave up after {attempts} attempts over {age}"
+                    f" (delivery max age {format_duration(self._max_age)}): {error}"
+                )
             update.update(status=MessageStatus.failed, last_error=error)
             trace = _trace(
                 current, now, TraceKind.delivery_failed, f"{_what(current)}: {error}", error=error
@@ -225,7 +246,8 @@ class DeliveryWorker:
             update.update(
                 status=MessageStatus.pending,
                 last_error=outcome.error,
-                next_attempt_at=now + delay,
+                # The last attempt is made at the max age, not up to a backoff after it.
+                next_attempt_at=min(now + delay, current.not_before + self._max_age),
             )
         uow.save_message(current.model_copy(update=update))
         if trace is not None:

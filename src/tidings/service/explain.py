@@ -169,6 +169,8 @@ def _message_line(message: Message, now: datetime) -> str:
         return f"{head}: sent {sent}{ref}"
     if message.status is MessageStatus.failed:
         return f"{head}: failed after {message.attempts} attempt(s): {message.last_error}"
+    if message.status is MessageStatus.cancelled:
+        return f"{head}: cancelled, not sent: {message.last_error}"
     due = _message_due(message)
     state = "being sent" if message.status is MessageStatus.sending else "pending"
     tail = f", last error: {message.last_error}" if message.last_error else ""

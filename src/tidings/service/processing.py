@@ -8,8 +8,9 @@ its state is read, so two engine processes never advance one contact at once.
 
 Late events (an `event_date` earlier than events already applied) are applied when they arrive:
 they end runs whose exit goal they reach as long as the goal event is dated at or after the
-run's start, and history conditions see them by event time from then on. A message already
-recorded in the outbox is not recalled; one not yet recorded never will be once the run exited.
+run's start, and history conditions see them by event time from then on. A message not yet
+recorded never will be once the run exited; a marketing message recorded but not yet delivered
+is recalled by the delivery worker (`recall`) when it comes due.
 
 A decision that raises (a bug, not a template or condition error — those are recorded by the
 core) must not block the log: the batch is retried event by event, and the one that fails is

@@ -1,0 +1,253 @@
+"""Recall: a queued marketing message is not delivered once its run exited or consent went.
+
+The shipped workflows (`workflows/`, `templates/`) over every store, the engine and the delivery
+worker driven by a ManualClock, a real SMTP server. Given a cart in the evening, the reminder is
+queued for after the quiet hours (21:00-08:00 Paris); what happens meanwhile decides whether the
+shop's customer receives it at 08:00.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from support.smtp_server import SmtpTestServer
+from tidings.adapters.clock import ManualClock
+from tidings.adapters.metrics import MeteredStore, Metrics
+from tidings.adapters.outbox_dir import OutboxDirSender
+from tidings.adapters.smtp import SmtpSender
+from tidings.adapters.smtp_url import parse_smtp_url
+from tidings.engine.core import Environment
+from tidings.model.contacts import Channel, Contact
+from tidings.model.events import Event, IdentifierKind
+from tidings.model.messages import Message, MessageStatus
+from tidings.model.runs import Outcome
+from tidings.model.trace import TraceKind
+from tidings.ports import Store
+from tidings.service.consent import unsubscribe
+from tidings.service.delivery import DeliveryStats, DeliveryWorker
+from tidings.service.explain import explain, read_report
+from tidings.service.processing import Processor
+from tidings.service.registry import WorkflowRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+PARIS = ZoneInfo("Europe/Paris")
+EVENING = datetime(2030, 1, 15, 20, 30, tzinfo=PARIS)
+MORNING = datetime(2030, 1, 16, 8, 0, tzinfo=PARIS)  # the end of the quiet hours
+EMAIL = "camille.durand@example.com"
+RECEIPT = "Order A-10428 confirmed"  # the transactional order confirmation's subject
+
+
+def example(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ROOT / "examples" / name).read_text(encoding="utf-8"))
+    return data
+
+
+CART = example("abandoned_cart/event.json")["event_properties"]
+ORDER = example("order_confirmation/event.json")["event_properties"]
+
+
+@dataclass
+class Shop:
+    """The shop's Tidings: store (metered), engine, delivery worker, and the SMTP relay."""
+
+    store: Store
+    metrics: Metrics
+    clock: ManualClock
+    processor: Processor
+    worker: DeliveryWorker
+    smtp: SmtpTestServer
+    sender: SmtpSender
+    seen: int = 0
+
+    def event(self, name: str, **properties: Any) -> None:
+        """An event from the shop, now, then the engine applies it."""
+        self.seen += 1
+        with self.store.transaction() as uow:
+            uow.add_event(
+                Event(
+                    id=f"e{self.seen}",
+                    name=name,
+                    identifiers={IdentifierKind.email_id: EMAIL},
+                    occurred_at=self.clock.now(),
+                    received_at=self.clock.now(),
+                    properties=properties,
+                    contact_id="c1",
+                )
+            )
+        self.processor.run_until_idle()
+
+    def at(self, when: datetime) -> DeliveryStats:
+        """Move the clock to `when`, let the engine fire what is due, deliver what is due."""
+        self.clock.set(when)
+        self.processor.run_until_idle()
+        return asyncio.run(self._deliver())
+
+    async def _deliver(self) -> DeliveryStats:
+        async with self.sender:
+            return await self.worker.drain()
+
+    def messages(self) -> dict[str, Message]:
+        """The outbox by workflow."""
+        with self.store.transaction() as uow:
+            return {m.workflow_id: m for m in uow.messages_for_contact("c1")}
+
+    def received(self) -> list[str]:
+        """The subjects the customer's mailbox received."""
+        return [str(r.message()["Subject"]) for r in self.smtp.received]
+
+
+@pytest.fixture
+def shop(store: Store) -> Iterator[Shop]:
+    registry, loaded = WorkflowRegistry.from_directory(ROOT / "workflows", ROOT / "templates")
+    assert loaded.problems == []
+    metrics = Metrics()
+    metered = MeteredStore(store, metrics)
+    registry.record_versions(metered)
+    clock = ManualClock(EVENING)
+    env = Environment(
+        templates=registry.catalog,
+        mail_from="Shop <shop@example.com>",
+        sms_sender="Shop",
+        unsubscribe_url=lambda cid, ch: f"https://shop.test/u/{cid}/{ch}",
+    )
+    with store.transaction() as uow:
+        uow.save_contact(
+            Contact(
+                id="c1",
+                identifiers={IdentifierKind.email_id: EMAIL},
+                attributes={"FIRSTNAME": "Camille"},
+                timezone="Europe/Paris",
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+    with SmtpTestServer() as smtp:
+        sender = SmtpSender(parse_smtp_url(f"smtp://{smtp.host}:{smtp.port}?helo=shop.test"))
+        unused = OutboxDirSender(Path("/nonexistent/outbox-not-used"))
+        worker = DeliveryWorker(metered, sender, unused, clock)
+        processor = Processor(metered, registry, env, clock)
+        yield Shop(metered, metrics, clock, processor, worker, smtp, sender)
+
+
+def queue_the_cart_reminder(shop: Shop) -> None:
+    """Given a cart at 20:30: at 21:30 its email is queued, deferred to 08:00."""
+    shop.event("cart_updated", **CART)
+    assert shop.at(EVENING + timedelta(hours=1)) == DeliveryStats()
+    reminder = shop.messages()["abandoned_cart"]
+    assert (reminder.status, reminder.not_before) == (MessageStatus.pending, MORNING)
+
+
+def test_an_order_in_the_quiet_hours_cancels_the_queued_reminder(shop: Shop) -> None:
+    queue_the_cart_reminder(shop)
+
+    shop.clock.set(datetime(2030, 1, 15, 23, 0, tzinfo=PARIS))
+    shop.event("order_completed", **ORDER)
+    night = shop.at(shop.clock.now())
+    morning = shop.at(MORNING)
+
+    assert night == DeliveryStats(claimed=1, sent=1)  # the receipt goes at once
+    assert morning == DeliveryStats(claimed=1, cancelled=1)
+    assert shop.received() == [RECEIPT]
+    reminder = shop.messages()["abandoned_cart"]
+    assert (reminder.status, reminder.last_error) == (
+        MessageStatus.cancelled,
+        "run exited_goal: ordered",
+    )
+    assert (reminder.attempts, reminder.sent_at) == (0, None)
+    with shop.store.transaction() as uow:
+        trace = [e for e in uow.trace_for_contact("c1") if e.data.get("key") == reminder.key]
+    assert [e.kind for e in trace] == [TraceKind.send, TraceKind.skip]  # queued, then recalled
+    assert (trace[1].at, trace[1].data["reason"]) == (MORNING, "exited_goal")
+    assert shop.metrics.value("tidings_messages_cancelled_total", channel="email") == 1
+    assert shop.metrics.value("tidings_sends_skipped_total", workflow="abandoned_cart") == 1
+    assert shop.worker.next_due_at() is None
+
+
+def test_explain_says_the_reminder_was_cancelled_and_why(shop: Shop) -> None:
+    queue_the_cart_reminder(shop)
+    shop.clock.set(datetime(2030, 1, 15, 23, 0, tzinfo=PARIS))
+    shop.event("order_completed", **ORDER)
+    shop.at(MORNING)
+
+    report = read_report(shop.store, EMAIL, "abandoned_cart")
+    assert report is not None
+    text = explain(report, MORNING)
+
+    assert (
+        f"skip            email to {EMAIL} skipped: run exited_goal: ordered after it was queued"
+        " [step 1]"
+    ) in text
+    assert (
+        f"email 'Camille, your cart is waiting for you' to {EMAIL}: cancelled, not sent:"
+        " run exited_goal: ordered"
+    ) in text
+    assert "Next: nothing is waiting" in text
+
+
+def test_an_unsubscribe_after_the_reminder_was_queued_cancels_it(shop: Shop) -> None:
+    queue_the_cart_reminder(shop)
+    shop.clock.set(datetime(2030, 1, 15, 22, 0, tzinfo=PARIS))
+    unsubscribe(shop.store, shop.clock, "c1", Channel.email, source="link")
+
+    assert shop.at(MORNING) == DeliveryStats(claimed=1, cancelled=1)
+    assert shop.received() == []
+    reminder = shop.messages()["abandoned_cart"]
+    assert (reminder.status, reminder.last_error) == (
+        MessageStatus.cancelled,
+        "unsubscribed from email",
+    )
+
+
+def test_a_cart_updated_again_cancels_the_old_reminder_and_sends_the_new_one(shop: Shop) -> None:
+    queue_the_cart_reminder(shop)
+    shop.clock.set(datetime(2030, 1, 15, 23, 0, tzinfo=PARIS))
+    shop.event("cart_updated", **(CART | {"total": 400}))  # mode restart: a new run
+
+    assert shop.at(MORNING) == DeliveryStats(claimed=2, sent=1, cancelled=1)
+    with shop.store.transaction() as uow:
+        old, new = uow.messages_for_contact("c1")
+        runs = {r.id: r for r in uow.runs_for_contact("c1", active_only=False)}
+    assert (old.status, old.last_error) == (
+        MessageStatus.cancelled,
+        "run restarted: restarted by cart_updated (e2)",
+    )
+    assert runs[old.run_id].outcome is Outcome.restarted
+    assert new.status is MessageStatus.sent
+    [mail] = shop.smtp.received
+    assert "400" in mail.data.decode()
+
+
+def test_a_message_waiting_out_smtp_retries_is_cancelled_by_the_order(shop: Shop) -> None:
+    shop.clock.set(datetime(2030, 1, 15, 10, 0, tzinfo=PARIS))
+    shop.event("cart_updated", **CART)
+    shop.smtp.refuse(EMAIL, "451 4.7.1 Try again later", times=1)
+    assert shop.at(shop.clock.now() + timedelta(hours=1)) == DeliveryStats(claimed=1, retrying=1)
+
+    shop.event("order_completed", **ORDER)  # the receipt goes through on the next round
+    retry = shop.messages()["abandoned_cart"].next_attempt_at
+    assert retry is not None
+    stats = shop.at(retry)
+
+    assert stats == DeliveryStats(claimed=2, sent=1, cancelled=1)
+    assert shop.received() == [RECEIPT]
+    reminder = shop.messages()["abandoned_cart"]
+    assert (reminder.status, reminder.attempts) == (MessageStatus.cancelled, 1)
+
+
+def test_a_receipt_is_sent_even_after_an_unsubscribe_or_a_goal(shop: Shop) -> None:
+    shop.smtp.refuse(EMAIL, "451 4.7.1 Try again later", times=1)
+    shop.event("order_completed", **ORDER)
+    assert shop.at(shop.clock.now()) == DeliveryStats(claimed=1, retrying=1)
+    unsubscribe(shop.store, shop.clock, "c1", Channel.email, source="link")
+
+    assert shop.at(shop.clock.now() + timedelta(hours=1)) == DeliveryStats(claimed=1, sent=1)
+    assert shop.received() == [RECEIPT]
