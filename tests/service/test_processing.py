@@ -243,3 +243,32 @@ def test_a_decision_that_raises_is_quarantined_with_an_error_trace_and_blocks_no
     assert world.messages("bad") == []
     assert [m.subject for m in world.messages("good")] == ["Welcome"]
     assert world.processor.process_events().events == 0  # the log moved past it
+
+
+def test_an_event_only_an_older_version_names_still_reaches_its_runs(
+    make_world: Callable[..., World], tmp_path: Path
+) -> None:
+    world = make_world()
+    world.contact()
+    world.event("cart_updated", cart_id="K1", total=1)
+    world.processor.run_until_idle()
+    # The cart workflow is edited: its goal is now `checkout_done`, not `order_completed`.
+    edited = textwrap.dedent(WORKFLOWS["cart.yaml"]).replace("order_completed", "checkout_done")
+    (tmp_path / "workflows" / "cart.yaml").write_text(edited.lstrip(), encoding="utf-8")
+    registry, outcome = WorkflowRegistry.from_directory(
+        tmp_path / "workflows", tmp_path / "templates"
+    )
+    assert outcome.problems == []
+    world.processor.registry.replace(registry.current)
+    assert "order_completed" not in world.processor.event_names
+
+    world.event("order_completed", cart_id="K1")  # the goal of the version the run is on
+    world.event("page_viewed")  # no version of any workflow names it
+    stats = world.processor.run_until_idle()
+    world.clock.advance(timedelta(hours=2))
+    world.processor.run_until_idle()
+
+    assert stats.events == 2
+    [run] = world.runs()
+    assert (run.outcome, run.reason) == (Outcome.exited_goal, "bought")
+    assert world.messages() == []

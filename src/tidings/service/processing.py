@@ -101,13 +101,27 @@ class Processor:
             with self.store.transaction() as uow:
                 events = uow.claim_events(self.batch)
                 stats = ProcessStats(events=len(events))
+                names = self.event_names if events else frozenset()
                 for event in events:
+                    if event.name not in names and not self._older_runs(uow, event):
+                        continue  # no workflow reacts to it: it stays in the history only
                     stats.messages += self._apply_event(uow, event, self.clock.now())
                 uow.mark_events_processed([e.seq for e in events if e.seq is not None])
                 return stats
         except Exception:
             log.exception("event batch failed; retrying its events one by one")
             return self._process_events_one_by_one()
+
+    def _older_runs(self, uow: UnitOfWork, event: Event) -> bool:
+        """Whether the event's contact has runs on a version that is no longer current (its
+        exit goals or `wait_for`s may name events the current versions do not)."""
+        if event.contact_id is None:
+            return False
+        current = {(w.id, w.version) for w in self.registry.current}
+        return any(
+            (run.workflow_id, run.workflow_version) not in current
+            for run in uow.runs_for_contact(event.contact_id)
+        )
 
     def _process_events_one_by_one(self) -> ProcessStats:
         stats = ProcessStats()
