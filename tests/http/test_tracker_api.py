@@ -4,7 +4,6 @@ against the live daemon), and CORS for browsers."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from support.daemon import API_KEY, T0, TRACKER_KEY, Daemon
+from support.required import program
 from tidings.adapters.http.app import HttpLimits
 from tidings.model.events import IdentifierKind
 from tidings.model.keys import KeyKind
@@ -219,8 +219,8 @@ eval(CONFIG.script);
 """
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_javascript_tracker_posts_to_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
+    node = program("node", "nodejs")
     # Given the served script, run by Node with a minimal window
     with httpx.Client() as client:
         script = client.get(f"{daemon.url}/js/tracker.js").text
@@ -228,7 +228,7 @@ def test_javascript_tracker_posts_to_the_daemon(daemon: Daemon, tmp_path: Path) 
     page = tmp_path / "page.js"
     page.write_text(f"const CONFIG = {json.dumps(config)};\n{NODE_PAGE}", encoding="utf-8")
     result = subprocess.run(
-        ["node", str(page)], capture_output=True, text=True, timeout=60, check=False
+        [node, str(page)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"remembered": "zoe@example.org"}
