@@ -26,7 +26,10 @@ case "$1 $2" in
   *) exit 2 ;;
 esac
 """
-VENV_PYTHON = '#!/usr/bin/env bash\necho "$*" >> "$STUB_STATE/pip.log"\n'
+VENV_PYTHON = """#!/usr/bin/env bash
+echo "$*" >> "$STUB_STATE/pip.log"
+while [ $# -gt 0 ]; do [ "$1" = --target ] && mkdir -p "$2/brevo_python"; shift; done
+"""
 APT_GET = """#!/usr/bin/env bash
 echo "$*" >> "$STUB_STATE/apt.log"
 case "$*" in *"install -y -qq python3.11-venv"*) touch "$STUB_STATE/venv-installed" ;; esac
@@ -40,6 +43,17 @@ def _stub(path: Path, text: str) -> Path:
     return path
 
 
+def _env(tmp_path: Path, uid: int) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHON": str(bin_dir / "python3"),
+        "STUB_STATE": str(tmp_path / "state"),
+        "STUB_UID": str(uid),
+    }
+
+
 def _setup(
     tmp_path: Path, *, uid: int, has_venv: bool
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -48,21 +62,19 @@ def _setup(
         folder.mkdir(parents=True)
     shutil.copy(SCRIPTS / "setup", repo / "scripts" / "setup")
     (repo / "pyproject.toml").write_text("[project]\n", encoding="utf-8")
-    python = _stub(bin_dir / "python3", DEBIAN_PYTHON)
+    _stub(bin_dir / "python3", DEBIAN_PYTHON)
     _stub(state / "venv-python", VENV_PYTHON)
     _stub(bin_dir / "apt-get", APT_GET)
     _stub(bin_dir / "id", ID)
     if has_venv:
         (state / "venv-installed").touch()
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "PYTHON": str(python),
-        "STUB_STATE": str(state),
-        "STUB_UID": str(uid),
-    }
     result = subprocess.run(
-        ["bash", "scripts/setup"], cwd=repo, env=env, capture_output=True, text=True, check=False
+        ["bash", "scripts/setup"],
+        cwd=repo,
+        env=_env(tmp_path, uid),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return result, state
 
@@ -95,4 +107,19 @@ def test_a_python_with_venv_needs_no_apt(tmp_path: Path, uid: int) -> None:
     result, state = _setup(tmp_path, uid=uid, has_venv=True)
     assert result.returncode == 0, result.stderr
     assert _log(state / "apt.log") == []
-    assert "-m pip install --quiet -e .[test]" in _log(state / "pip.log")
+    assert _log(state / "pip.log")[1:] == [
+        "-m pip install --quiet -e .[test]",
+        "-m pip install --quiet --target .venv/brevo1.partial brevo-python==1.2.0",
+    ]
+    assert (tmp_path / "repo" / ".venv" / "brevo1" / "brevo_python").is_dir()
+    # Run again: everything is in place, nothing is installed twice
+    again = subprocess.run(
+        ["bash", "scripts/setup"],
+        cwd=tmp_path / "repo",
+        env=_env(tmp_path, uid),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert len(_log(state / "pip.log")) == 3
