@@ -179,3 +179,21 @@ CART_TWO_HOURS = """
       - wait: 2h
       - send_email: {template: cart}
     """
+
+
+def test_without_public_url_links_point_at_the_port_served(site: Site) -> None:
+    # Given `tidings run --port P` and no TIDINGS_PUBLIC_URL
+    daemon = site.start(TIDINGS_PUBLIC_URL=None)
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.advance(timedelta(hours=1))
+    [received] = site.smtp.received
+    link = str(received.message()["List-Unsubscribe"]).strip().strip("<>")
+    # Then the link is on that port, and it works
+    assert link.startswith(f"http://127.0.0.1:{site.port}/u/")
+    assert site.port != 8025
+    answer = httpx.post(
+        link,
+        content="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200

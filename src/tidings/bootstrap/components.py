@@ -6,11 +6,13 @@
 - SMS: `HttpSmsSender` when `sms_url` is set, else `.txt` files in `outbox_dir`;
 - clock: the system clock, or (tests only) a `FileClock` when `clock_file` is set;
 - workflows and templates from their directories, and the rendering Environment whose
-  unsubscribe links are `public_url/u/<signed token>`.
+  unsubscribe links are `public_url/u/<signed token>` (`public_url` defaulting to the address
+  the daemon serves).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tidings.adapters.clock import SystemClock
@@ -34,6 +36,19 @@ from tidings.settings import Settings
 
 
 @dataclass
+class LinkBase:
+    """Where unsubscribe links point now: follows the port the daemon bound (`--port 0`)
+    while `public_url` is not set."""
+
+    settings: Settings
+    bound_port: int | None = None
+
+    def __call__(self) -> str:
+        """The base URL of links, e.g. `http://127.0.0.1:8025`."""
+        return self.settings.link_base(self.bound_port)
+
+
+@dataclass
 class Components:
     """Everything the daemon and the commands run on, built from one Settings."""
 
@@ -50,6 +65,7 @@ class Components:
     sms: SmsSender
     keys: KeyChecker
     key_store: SqlKeyStore
+    links: LinkBase
 
     def schema_at_head(self) -> bool:
         """Whether the database is at the newest migration this version knows."""
@@ -74,12 +90,16 @@ def make_tokens(settings: Settings) -> ConsentTokens:
 
 
 def make_environment(
-    settings: Settings, registry: WorkflowRegistry, tokens: ConsentTokens
+    settings: Settings,
+    registry: WorkflowRegistry,
+    tokens: ConsentTokens,
+    links: Callable[[], str] | None = None,
 ) -> Environment:
     """What rendering needs: templates, default senders, unsubscribe links."""
+    base = links or LinkBase(settings)
 
     def link(contact_id: str, channel: Channel) -> str:
-        return unsubscribe_url(settings.public_url, tokens.create(contact_id, channel))
+        return unsubscribe_url(base(), tokens.create(contact_id, channel))
 
     return Environment(
         templates=registry.catalog,
@@ -89,14 +109,16 @@ def make_environment(
     )
 
 
-def make_email_sender(settings: Settings, tokens: ConsentTokens) -> EmailSender:
+def make_email_sender(
+    settings: Settings, tokens: ConsentTokens, links: Callable[[], str]
+) -> EmailSender:
     """SMTP when configured, else `.eml` files in the outbox folder."""
 
     def list_unsubscribe(message: Message) -> str | None:
         if message.transactional:
             return None
         token = tokens.create(message.contact_id, Channel.email)
-        return unsubscribe_url(settings.public_url, token)
+        return unsubscribe_url(links(), token)
 
     if settings.smtp_url is None:
         return OutboxDirSender(
@@ -143,6 +165,7 @@ def build_components(settings: Settings, *, clock: Clock | None = None) -> Compo
         lookup=key_store,
         clock=used_clock,
     )
+    links = LinkBase(settings)
     return Components(
         settings=settings,
         sql=sql,
@@ -152,9 +175,10 @@ def build_components(settings: Settings, *, clock: Clock | None = None) -> Compo
         tokens=tokens,
         registry=registry,
         loaded=loaded,
-        env=make_environment(settings, registry, tokens),
-        email=make_email_sender(settings, tokens),
+        env=make_environment(settings, registry, tokens, links),
+        email=make_email_sender(settings, tokens, links),
         sms=make_sms_sender(settings),
         keys=keys,
         key_store=key_store,
+        links=links,
     )

@@ -131,7 +131,7 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
         "sms": settings.sms_url or f"outbox folder {settings.outbox_dir}",
         "workflows_dir": str(settings.workflows_dir),
         "templates_dir": str(settings.templates_dir),
-        "public_url": settings.public_url,
+        "public_url": settings.link_base(),
         "api_keys": len(settings.api_keys),
         "tracker_keys": len(settings.tracker_keys),
         "clock_file": str(settings.clock_file) if settings.clock_file else None,

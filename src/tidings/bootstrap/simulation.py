@@ -152,7 +152,7 @@ def simulate(
     spec = OutboxSpec(
         str(request.outbox_dir),
         settings.mail_from,
-        settings.public_url,
+        settings.link_base(),
         settings.secret_key.get_secret_value(),
     )
     outbox = _Outbox(OutboxWriter(spec, workers=request.writers))
