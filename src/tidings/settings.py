@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     port: int = 8025
     api_keys: list[SecretStr] = Field(default_factory=list)
     tracker_keys: list[SecretStr] = Field(default_factory=list)
-    secret_key: SecretStr = SecretStr("change-me")
+    # None: the daemon generates one and keeps it in the database (bootstrap/components.py).
+    secret_key: SecretStr | None = None
     # Ingestion limits (docs/ingestion.md): body sizes, duplicate window, clock skew, rate limit.
     max_body_bytes: int = 1_048_576
     max_batch_body_bytes: int = 10_485_760

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +35,9 @@ from tidings.ports import Clock, EmailSender, SmsSender, Store
 from tidings.service.consent import ConsentTokens, unsubscribe_url
 from tidings.service.registry import LoadOutcome, WorkflowRegistry
 from tidings.settings import Settings
+
+log = logging.getLogger("tidings.daemon")
+CONSENT_ROW = "consent"  # the name of its row in instance_secrets
 
 
 @dataclass
@@ -84,9 +89,29 @@ def pick_clock(settings: Settings) -> Clock:
     return SystemClock()
 
 
-def make_tokens(settings: Settings) -> ConsentTokens:
-    """The signer of unsubscribe links."""
-    return ConsentTokens(settings.secret_key.get_secret_value())
+def run_secret(settings: Settings) -> str:
+    """The secret for links nobody will follow (simulations): the configured one, else a
+    random one for this run."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return secrets.token_urlsafe(32)
+
+
+def consent_secret(settings: Settings, key_store: SqlKeyStore, clock: Clock) -> str:
+    """The secret that signs unsubscribe links: `secret_key`, else one generated once per
+    database and stored in it, so links keep working across restarts and daemons while no two
+    deployments share one (a published default would let anyone forge unsubscribes)."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    secret, made = key_store.instance_secret(
+        CONSENT_ROW, make=lambda: secrets.token_urlsafe(32), now=clock.now()
+    )
+    log.warning(
+        "secret_key is not set: unsubscribe links are signed with a secret %s this database"
+        " (table instance_secrets); set TIDINGS_SECRET_KEY to choose it",
+        "generated now and stored in" if made else "stored earlier in",
+    )
+    return secret
 
 
 def make_environment(
@@ -153,12 +178,12 @@ def build_components(settings: Settings, *, clock: Clock | None = None) -> Compo
         sql.migrate()
     metrics = Metrics()
     store = MeteredStore(sql, metrics)
-    tokens = make_tokens(settings)
     registry, loaded = WorkflowRegistry.from_directory(
         settings.workflows_dir, settings.templates_dir
     )
     key_store = SqlKeyStore(settings.database_url)
     used_clock = clock or pick_clock(settings)
+    tokens = ConsentTokens(consent_secret(settings, key_store, used_clock))
     keys = KeyChecker(
         api_keys=[k.get_secret_value() for k in settings.api_keys],
         tracker_keys=[k.get_secret_value() for k in settings.tracker_keys],

@@ -77,7 +77,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 def secret_values(settings: Settings) -> list[str]:
     """Every configured secret, so log lines can mask them."""
     values = [key.get_secret_value() for key in (*settings.api_keys, *settings.tracker_keys)]
-    values.append(settings.secret_key.get_secret_value())
+    if settings.secret_key is not None:
+        values.append(settings.secret_key.get_secret_value())
     if settings.sms_key is not None:
         values.append(settings.sms_key.get_secret_value())
     if settings.smtp_url is not None:
