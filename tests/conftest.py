@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from support.postgres import Databases, find_bin_dir, start_cluster
+from support.required import missing
 from tidings.adapters.memory import MemoryStore
 from tidings.adapters.sql.store import SqlStore
 from tidings.ports import Store
@@ -32,9 +33,7 @@ def postgres_databases() -> Iterator[Databases]:
                 "PostgreSQL server binaries (initdb, pg_ctl) not found: install the"
                 " 'postgresql' package or set TIDINGS_TEST_POSTGRES_URL"
             )
-            if os.environ.get("CI"):
-                pytest.fail(reason, pytrace=False)
-            pytest.skip(reason)
+            missing(reason)
         cluster = start_cluster(bin_dir)
         url = cluster.url()
     databases = Databases(url, prefix=f"tidings_test_{os.getpid()}_")

@@ -57,3 +57,28 @@ def test_a_bad_value_names_the_setting() -> None:
 def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_settings(tmp_path / "missing.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("environ", "overrides", "base"),
+    [
+        ({}, {}, "http://127.0.0.1:8025"),
+        ({"TIDINGS_PORT": "9100"}, {}, "http://127.0.0.1:9100"),
+        ({}, {"host": "10.0.0.5", "port": 8080}, "http://10.0.0.5:8080"),
+        ({}, {"host": "0.0.0.0", "port": 8080}, "http://127.0.0.1:8080"),
+        ({}, {"host": "::1"}, "http://[::1]:8025"),
+        (
+            {"TIDINGS_PUBLIC_URL": "https://t.example", "TIDINGS_PORT": "9100"},
+            {},
+            "https://t.example",
+        ),
+    ],
+)
+def test_links_point_at_the_address_served_unless_public_url_is_set(
+    environ: dict[str, str], overrides: dict[str, object], base: str
+) -> None:
+    assert load_settings(environ=environ, **overrides).link_base() == base
+
+
+def test_links_follow_the_port_bound_when_asked_for_any() -> None:
+    assert load_settings(environ={"TIDINGS_PORT": "0"}).link_base(41234) == "http://127.0.0.1:41234"

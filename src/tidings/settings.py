@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from tidings.errors import ConfigError
 
+# Addresses that listen everywhere: no link can name them. Compared against, never bound here.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104
+
 
 def _split_keys(value: Any) -> Any:
     """`TIDINGS_API_KEYS=a,b` and TOML lists both become a list of keys."""
@@ -40,12 +43,14 @@ class Settings(BaseSettings):
     sms_url: str | None = None
     sms_key: SecretStr | None = None
     sms_sender: str = "Tidings"
-    public_url: str = "http://127.0.0.1:8025"
+    # None: links point at the address served (`link_base`), so `--port` moves them too.
+    public_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8025
     api_keys: list[SecretStr] = Field(default_factory=list)
     tracker_keys: list[SecretStr] = Field(default_factory=list)
-    secret_key: SecretStr = SecretStr("change-me")
+    # None: the daemon generates one and keeps it in the database (bootstrap/components.py).
+    secret_key: SecretStr | None = None
     # Ingestion limits (docs/ingestion.md): body sizes, duplicate window, clock skew, rate limit.
     max_body_bytes: int = 1_048_576
     max_batch_body_bytes: int = 10_485_760
@@ -61,6 +66,18 @@ class Settings(BaseSettings):
     clock_file: Path | None = None
 
     _keys = field_validator("api_keys", "tracker_keys", mode="before")(_split_keys)
+
+    def link_base(self, port: int | None = None) -> str:
+        """Where unsubscribe links point: `public_url`, else the address served (at `port`,
+        the one actually bound, when given); a wildcard host is reached on loopback."""
+        if self.public_url:
+            return self.public_url
+        host = self.host
+        if host in WILDCARD_HOSTS:
+            host = "[::1]" if ":" in host else "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port if port is None else port}"
 
     @classmethod
     def settings_customise_sources(

@@ -179,3 +179,45 @@ CART_TWO_HOURS = """
       - wait: 2h
       - send_email: {template: cart}
     """
+
+
+def test_without_public_url_links_point_at_the_port_served(site: Site) -> None:
+    # Given `tidings run --port P` and no TIDINGS_PUBLIC_URL
+    daemon = site.start(TIDINGS_PUBLIC_URL=None)
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.advance(timedelta(hours=1))
+    [received] = site.smtp.received
+    link = str(received.message()["List-Unsubscribe"]).strip().strip("<>")
+    # Then the link is on that port, and it works
+    assert link.startswith(f"http://127.0.0.1:{site.port}/u/")
+    assert site.port != 8025
+    answer = httpx.post(
+        link,
+        content="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200
+
+
+def test_without_secret_key_a_link_still_works_after_a_restart(site: Site) -> None:
+    # Given a daemon with no TIDINGS_SECRET_KEY, which sends a link
+    daemon = site.start(TIDINGS_SECRET_KEY=None)
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.advance(timedelta(hours=1))
+    [received] = site.smtp.received
+    link = str(received.message()["List-Unsubscribe"]).strip().strip("<>")
+    assert daemon.stop() == 0
+    [warning] = daemon.logs.find("secret_key is not set")
+    assert warning["level"] == "warning"
+    # When it is started again, the link of the first run is still genuine
+    again = site.start(TIDINGS_SECRET_KEY=None)
+    answer = httpx.post(
+        link,
+        content="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200
+    again.post_event("cart_updated", "ann@example.com", cart_id="K2", total=20)
+    again.advance(timedelta(hours=1))
+    assert len(site.smtp.received) == 1
+    assert again.stop() == 0

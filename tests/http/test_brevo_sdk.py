@@ -1,16 +1,20 @@
-"""The official Brevo SDKs against a real daemon: 5.1.0 (`Brevo(...).event`) and the 1.x wire.
+"""The official Brevo SDKs against a real daemon: 5.1.0 (`Brevo(...).event`) and 1.2.0
+(`brevo_python.EventsApi`).
 
-brevo-python 5.1.0 no longer ships the 1.x `brevo_python.EventsApi`; the 1.x tests replay the
-exact request 1.x sends (read from its source: swagger-codegen's `ApiClient` + urllib3 with
-`json.dumps(body)`, ASCII-escaped, headers `api-key`, `Accept`, `Content-Type`, `User-Agent:
-Swagger-Codegen/1.0.0/python`, `POST {host}/events`, None fields dropped).
+Both are distributions named brevo-python, so 1.x cannot sit in the venv beside 5.x:
+scripts/setup installs it in `.venv/brevo1` (module `brevo_python`, 5.x's is `brevo`), and
+the 1.x tests import it from there; without it they skip, or fail when `CI` is set.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -26,6 +30,7 @@ from brevo.event import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from support.daemon import API_KEY, T0, Daemon
+from support.required import missing
 from tidings.model.events import IdentifierKind
 
 
@@ -144,30 +149,67 @@ def test_sdk_batch_is_accepted_stored_and_listed_with_filters(
     assert both.count == 6
 
 
-def test_legacy_1x_create_event_wire_shape(daemon: Daemon) -> None:
-    # Exactly what brevo-python 1.x sends for EventsApi.create_event(Event(...))
-    body = {
-        "event_name": "video_played",
-        "event_date": "2024-04-30T10:00:00+01:00",
-        "identifiers": {"email_id": "ren\u00e9e@example.org", "ext_id": "u-7"},
-        "contact_properties": {"FIRSTNAME": "Ren\u00e9e"},
-        "event_properties": {"title": "Caf\u00e9 \U0001f3ac", "seconds": 42.5},
-    }
-    headers = {
-        "api-key": API_KEY,
-        "Accept": "application/json",
-        "Content-Type": "application/json",
-        "User-Agent": "Swagger-Codegen/1.0.0/python",
-    }
-    with httpx.Client(timeout=30) as http:
-        response = http.post(f"{daemon.v3}/events", content=json.dumps(body), headers=headers)
-    assert response.status_code == 204
-    assert response.content == b""
+@pytest.fixture(scope="module")
+def brevo_1x() -> ModuleType:
+    """The Brevo SDK 1.x (`brevo_python`), which scripts/setup installs in `.venv/brevo1`."""
+    folder = Path(sys.prefix) / "brevo1"
+    if not (folder / "brevo_python").is_dir():
+        missing(f"the Brevo SDK 1.x is not installed in {folder}: run bash scripts/setup")
+    if str(folder) not in sys.path:
+        # Appended, not prepended: its own copies of urllib3, six… must not shadow the venv's.
+        sys.path.append(str(folder))
+    return importlib.import_module("brevo_python")
+
+
+def _events_api(brevo_1x: ModuleType, daemon: Daemon) -> Any:
+    configuration = brevo_1x.Configuration()
+    configuration.host = daemon.v3
+    configuration.api_key["api-key"] = API_KEY
+    return brevo_1x.EventsApi(brevo_1x.ApiClient(configuration))
+
+
+def test_legacy_1x_create_event_stores_every_field(daemon: Daemon, brevo_1x: ModuleType) -> None:
+    # Given brevo-python 1.x's EventsApi, over a real socket
+    api = _events_api(brevo_1x, daemon)
+    api.create_event(
+        brevo_1x.Event(
+            event_name="video_played",
+            event_date="2024-04-30T10:00:00+01:00",
+            identifiers=brevo_1x.EventIdentifiers(email_id="Ren\u00e9e@Example.org", ext_id="u-7"),
+            contact_properties={"FIRSTNAME": "Ren\u00e9e", "AGE": 41},
+            event_properties={"title": "Caf\u00e9 \U0001f3ac", "seconds": 42.5, "tags": ["a"]},
+        )
+    )
+    # Then it is committed with every field
     [event] = daemon.events()
+    assert event.name == "video_played"
     assert event.occurred_at == datetime(2024, 4, 30, 9, 0, tzinfo=UTC)
-    assert event.properties == {"title": "Caf\u00e9 \U0001f3ac", "seconds": 42.5}
-    assert event.contact_properties == {"FIRSTNAME": "Ren\u00e9e"}
-    assert event.identifiers[IdentifierKind.email_id] == "ren\u00e9e@example.org"
+    assert event.identifiers == {
+        IdentifierKind.email_id: "ren\u00e9e@example.org",
+        IdentifierKind.ext_id: "u-7",
+    }
+    assert event.properties == {"title": "Caf\u00e9 \U0001f3ac", "seconds": 42.5, "tags": ["a"]}
+    assert event.contact_properties == {"FIRSTNAME": "Ren\u00e9e", "AGE": 41}
+    assert event.source == "api"
+
+
+def test_legacy_1x_bad_event_name_is_refused_with_brevos_error_body(
+    daemon: Daemon, brevo_1x: ModuleType
+) -> None:
+    api = _events_api(brevo_1x, daemon)
+    with pytest.raises(brevo_1x.rest.ApiException) as refused:
+        api.create_event(
+            brevo_1x.Event(
+                event_name="video played!",
+                identifiers=brevo_1x.EventIdentifiers(email_id="a@b.org"),
+            )
+        )
+    assert refused.value.status == 400
+    assert json.loads(refused.value.body) == {
+        "code": "invalid_parameter",
+        "message": "event_name: only letters, digits, '-' and '_' are allowed",
+    }
+    assert daemon.events() == []
 
 
 class FailAfterCommitOnce:

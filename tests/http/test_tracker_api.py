@@ -4,7 +4,6 @@ against the live daemon), and CORS for browsers."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -13,9 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.daemon import API_KEY, TRACKER_KEY, Daemon
+from support.daemon import API_KEY, T0, TRACKER_KEY, Daemon
+from support.required import program
 from tidings.adapters.http.app import HttpLimits
 from tidings.model.events import IdentifierKind
+from tidings.model.keys import KeyKind
 
 
 @pytest.fixture
@@ -66,6 +67,32 @@ def test_eventdata_id_makes_a_repeat_a_duplicate(daemon: Daemon, tracker: httpx.
     )
     assert (first.status_code, again.status_code) == (204, 204)
     assert len(daemon.events()) == 1
+
+
+def test_eventdata_id_is_scoped_to_the_key_and_the_contact(daemon: Daemon) -> None:
+    # Given a second site's tracker key beside the first
+    _, other_key = daemon.keys.create(KeyKind.tracker, "other site", now=T0)
+    order = {"event": "order_completed", "eventdata": {"id": "order-1"}}
+    with (
+        daemon.client(**{"api-key": "", "ma-key": TRACKER_KEY}) as site_a,
+        daemon.client(**{"api-key": "", "ma-key": other_key}) as site_b,
+    ):
+        # When two visitors of site A and one of site B each send their own "order-1"
+        answers = [
+            site_a.post("/api/v2/trackEvent", json={"email": "ann@x.org", **order}),
+            site_a.post("/api/v2/trackEvent", json={"email": "bob@x.org", **order}),
+            site_b.post("/api/v2/trackEvent", json={"email": "ann@x.org", **order}),
+            # and Ann's browser retries hers (her address typed differently)
+            site_a.post("/api/v2/trackEvent", json={"email": "Ann@X.org", **order}),
+        ]
+    # Then the three orders are stored, the retry is not
+    assert [a.status_code for a in answers] == [204, 204, 204, 204]
+    events = daemon.events()
+    assert [e.identifiers[IdentifierKind.email_id] for e in events] == [
+        "ann@x.org",
+        "bob@x.org",
+        "ann@x.org",
+    ]
 
 
 def test_track_page_and_link(daemon: Daemon, tracker: httpx.Client) -> None:
@@ -192,8 +219,8 @@ eval(CONFIG.script);
 """
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_javascript_tracker_posts_to_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
+    node = program("node", "nodejs")
     # Given the served script, run by Node with a minimal window
     with httpx.Client() as client:
         script = client.get(f"{daemon.url}/js/tracker.js").text
@@ -201,7 +228,7 @@ def test_javascript_tracker_posts_to_the_daemon(daemon: Daemon, tmp_path: Path) 
     page = tmp_path / "page.js"
     page.write_text(f"const CONFIG = {json.dumps(config)};\n{NODE_PAGE}", encoding="utf-8")
     result = subprocess.run(
-        ["node", str(page)], capture_output=True, text=True, timeout=60, check=False
+        [node, str(page)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"remembered": "zoe@example.org"}

@@ -6,11 +6,15 @@
 - SMS: `HttpSmsSender` when `sms_url` is set, else `.txt` files in `outbox_dir`;
 - clock: the system clock, or (tests only) a `FileClock` when `clock_file` is set;
 - workflows and templates from their directories, and the rendering Environment whose
-  unsubscribe links are `public_url/u/<signed token>`.
+  unsubscribe links are `public_url/u/<signed token>` (`public_url` defaulting to the address
+  the daemon serves).
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tidings.adapters.clock import SystemClock
@@ -32,6 +36,22 @@ from tidings.service.consent import ConsentTokens, unsubscribe_url
 from tidings.service.registry import LoadOutcome, WorkflowRegistry
 from tidings.settings import Settings
 
+log = logging.getLogger("tidings.daemon")
+CONSENT_ROW = "consent"  # the name of its row in instance_secrets
+
+
+@dataclass
+class LinkBase:
+    """Where unsubscribe links point now: follows the port the daemon bound (`--port 0`)
+    while `public_url` is not set."""
+
+    settings: Settings
+    bound_port: int | None = None
+
+    def __call__(self) -> str:
+        """The base URL of links, e.g. `http://127.0.0.1:8025`."""
+        return self.settings.link_base(self.bound_port)
+
 
 @dataclass
 class Components:
@@ -50,6 +70,7 @@ class Components:
     sms: SmsSender
     keys: KeyChecker
     key_store: SqlKeyStore
+    links: LinkBase
 
     def schema_at_head(self) -> bool:
         """Whether the database is at the newest migration this version knows."""
@@ -68,18 +89,42 @@ def pick_clock(settings: Settings) -> Clock:
     return SystemClock()
 
 
-def make_tokens(settings: Settings) -> ConsentTokens:
-    """The signer of unsubscribe links."""
-    return ConsentTokens(settings.secret_key.get_secret_value())
+def run_secret(settings: Settings) -> str:
+    """The secret for links nobody will follow (simulations): the configured one, else a
+    random one for this run."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return secrets.token_urlsafe(32)
+
+
+def consent_secret(settings: Settings, key_store: SqlKeyStore, clock: Clock) -> str:
+    """The secret that signs unsubscribe links: `secret_key`, else one generated once per
+    database and stored in it, so links keep working across restarts and daemons while no two
+    deployments share one (a published default would let anyone forge unsubscribes)."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    secret, made = key_store.instance_secret(
+        CONSENT_ROW, make=lambda: secrets.token_urlsafe(32), now=clock.now()
+    )
+    log.warning(
+        "secret_key is not set: unsubscribe links are signed with a secret %s this database"
+        " (table instance_secrets); set TIDINGS_SECRET_KEY to choose it",
+        "generated now and stored in" if made else "stored earlier in",
+    )
+    return secret
 
 
 def make_environment(
-    settings: Settings, registry: WorkflowRegistry, tokens: ConsentTokens
+    settings: Settings,
+    registry: WorkflowRegistry,
+    tokens: ConsentTokens,
+    links: Callable[[], str] | None = None,
 ) -> Environment:
     """What rendering needs: templates, default senders, unsubscribe links."""
+    base = links or LinkBase(settings)
 
     def link(contact_id: str, channel: Channel) -> str:
-        return unsubscribe_url(settings.public_url, tokens.create(contact_id, channel))
+        return unsubscribe_url(base(), tokens.create(contact_id, channel))
 
     return Environment(
         templates=registry.catalog,
@@ -89,14 +134,16 @@ def make_environment(
     )
 
 
-def make_email_sender(settings: Settings, tokens: ConsentTokens) -> EmailSender:
+def make_email_sender(
+    settings: Settings, tokens: ConsentTokens, links: Callable[[], str]
+) -> EmailSender:
     """SMTP when configured, else `.eml` files in the outbox folder."""
 
     def list_unsubscribe(message: Message) -> str | None:
         if message.transactional:
             return None
         token = tokens.create(message.contact_id, Channel.email)
-        return unsubscribe_url(settings.public_url, token)
+        return unsubscribe_url(links(), token)
 
     if settings.smtp_url is None:
         return OutboxDirSender(
@@ -131,18 +178,19 @@ def build_components(settings: Settings, *, clock: Clock | None = None) -> Compo
         sql.migrate()
     metrics = Metrics()
     store = MeteredStore(sql, metrics)
-    tokens = make_tokens(settings)
     registry, loaded = WorkflowRegistry.from_directory(
         settings.workflows_dir, settings.templates_dir
     )
     key_store = SqlKeyStore(settings.database_url)
     used_clock = clock or pick_clock(settings)
+    tokens = ConsentTokens(consent_secret(settings, key_store, used_clock))
     keys = KeyChecker(
         api_keys=[k.get_secret_value() for k in settings.api_keys],
         tracker_keys=[k.get_secret_value() for k in settings.tracker_keys],
         lookup=key_store,
         clock=used_clock,
     )
+    links = LinkBase(settings)
     return Components(
         settings=settings,
         sql=sql,
@@ -152,9 +200,10 @@ def build_components(settings: Settings, *, clock: Clock | None = None) -> Compo
         tokens=tokens,
         registry=registry,
         loaded=loaded,
-        env=make_environment(settings, registry, tokens),
-        email=make_email_sender(settings, tokens),
+        env=make_environment(settings, registry, tokens, links),
+        email=make_email_sender(settings, tokens, links),
         sms=make_sms_sender(settings),
         keys=keys,
         key_store=key_store,
+        links=links,
     )

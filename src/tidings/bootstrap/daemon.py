@@ -170,6 +170,7 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         sock = self._bind()
         self.bound_port = sock.getsockname()[1]
+        self.c.links.bound_port = self.bound_port
         self._install_signals()
         # Runs started from now on can always find their version again, even after an edit.
         await asyncio.to_thread(self.c.registry.record_versions, self.c.store)

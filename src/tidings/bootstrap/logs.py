@@ -77,7 +77,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 def secret_values(settings: Settings) -> list[str]:
     """Every configured secret, so log lines can mask them."""
     values = [key.get_secret_value() for key in (*settings.api_keys, *settings.tracker_keys)]
-    values.append(settings.secret_key.get_secret_value())
+    if settings.secret_key is not None:
+        values.append(settings.secret_key.get_secret_value())
     if settings.sms_key is not None:
         values.append(settings.sms_key.get_secret_value())
     if settings.smtp_url is not None:
@@ -131,7 +132,7 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
         "sms": settings.sms_url or f"outbox folder {settings.outbox_dir}",
         "workflows_dir": str(settings.workflows_dir),
         "templates_dir": str(settings.templates_dir),
-        "public_url": settings.public_url,
+        "public_url": settings.link_base(),
         "api_keys": len(settings.api_keys),
         "tracker_keys": len(settings.tracker_keys),
         "clock_file": str(settings.clock_file) if settings.clock_file else None,

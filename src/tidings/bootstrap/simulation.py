@@ -24,12 +24,13 @@ from pathlib import Path
 
 from tidings.adapters.clock import ManualClock
 from tidings.adapters.sql.store import SqlStore
-from tidings.bootstrap.components import make_environment, make_tokens
+from tidings.bootstrap.components import make_environment, run_secret
 from tidings.bootstrap.outbox_writer import OutboxSpec, OutboxWriter
 from tidings.engine.core import Decision
 from tidings.errors import Problem
 from tidings.model.messages import Message, MessageStatus
 from tidings.ports import UnitOfWork
+from tidings.service.consent import ConsentTokens
 from tidings.service.csv_mapping import load_mapping
 from tidings.service.processing import Processor
 from tidings.service.registry import WorkflowRegistry
@@ -148,13 +149,9 @@ def simulate(
 ) -> SimulationResult:
     """Replay `events` (read from `request.events`) in virtual time and report."""
     registry, loaded = WorkflowRegistry.from_directory(request.workflows_dir, request.templates_dir)
-    tokens = make_tokens(settings)
-    spec = OutboxSpec(
-        str(request.outbox_dir),
-        settings.mail_from,
-        settings.public_url,
-        settings.secret_key.get_secret_value(),
-    )
+    secret = run_secret(settings)
+    tokens = ConsentTokens(secret)
+    spec = OutboxSpec(str(request.outbox_dir), settings.mail_from, settings.link_base(), secret)
     outbox = _Outbox(OutboxWriter(spec, workers=request.writers))
     builder = ReportBuilder(registry.current, samples=request.samples)
 

@@ -259,7 +259,7 @@ def _summary(report: PreviewReport) -> str:
 
 
 def _environment(catalog: TemplateCatalog, settings: Settings) -> Environment:
-    placeholder = unsubscribe_url(settings.public_url, PLACEHOLDER_TOKEN)
+    placeholder = unsubscribe_url(settings.link_base(), PLACEHOLDER_TOKEN)
     return Environment(
         templates=catalog,
         mail_from=settings.mail_from,

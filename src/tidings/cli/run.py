@@ -19,7 +19,7 @@ from tidings.bootstrap.components import build_components
 from tidings.bootstrap.daemon import run_daemon
 from tidings.bootstrap.logs import configure_logging, describe_settings
 from tidings.errors import ConfigError, StoreError
-from tidings.settings import load_settings
+from tidings.settings import WILDCARD_HOSTS, load_settings
 
 log = logging.getLogger("tidings.daemon")
 
@@ -46,6 +46,12 @@ def run(
         raise typer.Exit(2) from exc
     configure_logging(settings)
     log.info("starting", extra={"settings": describe_settings(settings)})
+    if settings.public_url is None and settings.host in WILDCARD_HOSTS:
+        log.warning(
+            "public_url is not set: unsubscribe links point at %s; set TIDINGS_PUBLIC_URL to "
+            "the address people reach this daemon at",
+            settings.link_base(),
+        )
     try:
         components = build_components(settings)
     except (ConfigError, StoreError, OSError) as exc:

@@ -6,7 +6,8 @@ are stored unprocessed; the engine consumes them later.
 
 Duplicates (docs/ingestion.md) are recognised three ways, strongest first:
 - an explicit key: `Idempotency-Key` header (`idem:<api key id>:<value>[:<index>]`) or the
-  tracker's `eventdata.id` (`trk:<value>`), as the store's unique dedup key: exact, durable;
+  tracker's `eventdata.id` (`trk:<key id>:<contact digest>:<value>`, so one key or visitor
+  cannot shadow another's events), as the store's unique dedup key: exact, durable;
 - otherwise the same event (name, identifiers, properties, contact properties, object, and
   event date if one was given) stored within the duplicate window: a sliding window, from the
   process's index of recent content digests (`RecentEvents`), and for dated events also from
@@ -66,6 +67,12 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def contact_scope(event: Event) -> str:
+    """A fixed-length digest of the identifiers an event was sent with (scopes `eventdata.id`)."""
+    ids = "\n".join(f"{kind.value}={value}" for kind, value in sorted(event.identifiers.items()))
+    return hashlib.sha256(ids.encode()).hexdigest()[:16]
+
+
 def dedup_keys(
     count: int,
     *,
@@ -75,6 +82,7 @@ def dedup_keys(
     body: bytes,
     idempotency_key: str | None = None,
     tracker_ids: Sequence[str | None] | None = None,
+    contact_scopes: Sequence[str] | None = None,
     batch: bool = False,
 ) -> tuple[tuple[str | None, ...], bool]:
     """Dedup keys for `count` events of one request, and whether to match by content too."""
@@ -87,7 +95,11 @@ def dedup_keys(
         base = f"idem:{key_id}:{idempotency_key}"
         return tuple(f"{base}:{i}" if batch else base for i in range(count)), False
     if tracker_ids is not None and any(t is not None for t in tracker_ids):
-        return tuple(f"trk:{t}" if t is not None else None for t in tracker_ids), False
+        scopes = contact_scopes if contact_scopes is not None else ("",) * count
+        return tuple(
+            f"trk:{key_id}:{scope}:{t}" if t is not None else None
+            for t, scope in zip(tracker_ids, scopes, strict=True)
+        ), False
     bucket = int(received_at.timestamp() // max(window.total_seconds(), 1))
     base = f"body:{key_id}:{body_digest(body)[:32]}:{bucket}"
     return tuple(f"{base}:{i}" if batch else base for i in range(count)), True
@@ -149,6 +161,7 @@ class IngestService:
             body=body,
             idempotency_key=idempotency_key,
             tracker_ids=tracker_ids,
+            contact_scopes=[contact_scope(e) for e in events] if tracker_ids else None,
             batch=batch,
         )
         return Submission(tuple(events), keys, match_content, batch)

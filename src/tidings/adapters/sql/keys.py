@@ -1,6 +1,7 @@
 """API keys in SQL: the `api_keys` table (hashes only) and the queries `tidings keys` and the
-HTTP key checker use. Its own small engine: keys are read rarely and never inside an event
-transaction."""
+HTTP key checker use; and `instance_secrets`, the secrets a deployment generates for itself
+(the unsubscribe-link signing key when none is configured). Its own small engine: keys are
+read rarely and never inside an event transaction."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field
 
 from tidings.adapters.sql.engine import create_engine, database_url
+from tidings.adapters.sql.statements import insert_ignoring
 from tidings.adapters.sql.tables import Row, UTCDateTime
 from tidings.errors import StoreError
 from tidings.model.keys import ApiKey, KeyKind, hash_key, new_key_id, new_secret
@@ -33,7 +35,18 @@ class ApiKeyRow(Row, table=True):
     revoked_at: datetime | None = Field(sa_column=sa.Column(UTCDateTime(), nullable=True))
 
 
+class InstanceSecretRow(Row, table=True):
+    """A secret this database's deployment generated once and shares across its daemons."""
+
+    __tablename__ = "instance_secrets"
+
+    name: str = Field(sa_column=sa.Column(sa.Text(), primary_key=True))
+    value: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
 _k = Row.metadata.tables["api_keys"]
+_s = Row.metadata.tables["instance_secrets"]
 
 
 def _key(row: sa.RowMapping) -> ApiKey:
@@ -89,6 +102,20 @@ class SqlKeyStore:
         stmt = sa.select(_k).where(_k.c.key_hash == key_hash, _k.c.revoked_at.is_(None))
         row = self._run(lambda conn: conn.execute(stmt).mappings().first())
         return _key(row) if row is not None else None
+
+    def instance_secret(
+        self, name: str, *, make: Callable[[], str], now: datetime
+    ) -> tuple[str, bool]:
+        """The secret stored under `name`, made and stored first if there is none; and whether
+        it was made now. Daemons starting together on one database all get the first one."""
+        postgres = self._engine.dialect.name == "postgresql"
+        insert = insert_ignoring(postgres, _s, ("name",), "name")
+        values = {"name": name, "value": make(), "created_at": now}
+        made = self._run(lambda conn: conn.execute(insert, values).first() is not None)
+        stored = self._run(
+            lambda conn: conn.execute(sa.select(_s.c.value).where(_s.c.name == name)).scalar_one()
+        )
+        return stored, made
 
     def close(self) -> None:
         """Close pooled connections."""
