@@ -6,7 +6,9 @@ event whose cart is everything carted so far in that `user_session` (so `cart_id
 session and `total` the sum of those prices); the purchase rows of a session form one
 `order_completed` per 5-minute group, dated at the group's first row, with `cart_id` = the
 session. The workflow runs once per (user, session): a cart row with a total above 0 starts it
-over (mode restart), an order of the same session ends it (exit goal), otherwise the email goes
+over (mode restart), an order of the same session ends it (exit goal), so does a cart at 0 (an
+emptied cart; the sample has no `remove_from_cart` rows, so only a session whose every carted
+price is 0 has one, and it has no run to end), otherwise the email goes
 one hour after the session's last cart row and the SMS step a day later. At the same second a
 cart row comes before an order (orders are complete only after their 5 minutes).
 
@@ -95,6 +97,9 @@ def expected_abandoned_carts(path: Path) -> Expected:
                 started, due = at, at + WAIT
             elif kind == "cart at 0":
                 result.zero_carts += 1
+                if started is not None:  # emptied: the exit goal ends the waiting run
+                    result.outcomes["exited_goal"] += 1
+                    started = due = None
             elif kind == "order" and started is not None and at >= started:
                 result.outcomes["exited_goal"] += 1
                 started = due = None
@@ -126,7 +131,8 @@ def _cart_and_receipt_workflows(tmp_path: Path) -> Path:
     steps = definition.steps
     assert (definition.trigger.event, definition.mode) == (["cart_updated"], Mode.restart)
     assert definition.key is not None and "cart_id" in definition.key
-    assert [goal.event for goal in definition.exit] == [["order_completed"]]
+    assert [goal.event for goal in definition.exit] == [["order_completed"], ["cart_updated"]]
+    assert "total <= 0" in (definition.exit[1].if_ or [""])[0]  # the cart was emptied
     assert [type(step) for step in steps] == [WaitStep, SendEmailStep, WaitStep, SendSmsStep]
     assert isinstance(steps[0], WaitStep) and steps[0].wait.for_ == WAIT
     return folder
@@ -289,3 +295,18 @@ def test_two_orders_in_one_session_get_two_receipts(tmp_path: Path) -> None:
         (False, True),
         (True, False),
     ]
+
+
+def test_a_cart_emptied_again_gets_no_reminder(tmp_path: Path) -> None:
+    log = tmp_path / "emptied.csv"
+    rows = [
+        "2019-10-01 10:00:00 UTC,cart,1,20,,alpha,80.00,7,s1",
+        "2019-10-01 10:05:00 UTC,remove_from_cart,1,20,,alpha,80.00,7,s1",
+    ]
+    log.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+
+    result = _run(tmp_path, log, _cart_and_receipt_workflows(tmp_path), "emptied")
+
+    carts = {w.id: w for w in result.report.workflows}["abandoned_cart"]
+    assert (carts.runs_started, carts.outcomes, carts.messages) == (1, {"exited_goal": 1}, 0)
+    assert _eml_texts(tmp_path / "outbox-emptied") == []
