@@ -6,14 +6,23 @@ event whose cart is everything carted so far in that `user_session` (so `cart_id
 session and `total` the sum of those prices); the purchase rows of a session form one
 `order_completed` per 5-minute group, dated at the group's first row, with `cart_id` = the
 session. The workflow runs once per (user, session): a cart row with a total above 0 starts it
-over (mode restart), an order of the same session ends it (exit goal), otherwise the email goes
+over (mode restart), an order of the same session ends it (exit goal), so does a cart at 0 (an
+emptied cart; the sample has no `remove_from_cart` rows, so only a session whose every carted
+price is 0 has one, and it has no run to end), otherwise the email goes
 one hour after the session's last cart row and the SMS step a day later. At the same second a
 cart row comes before an order (orders are complete only after their 5 minutes).
+
+Each such order has its own `order_id` (the session and the order's first row time), so the
+order-confirmation workflow (one run per `order_id`, never re-entered) sends one receipt per
+order: a session with two orders more than 5 minutes apart gets two.
 """
 
 from __future__ import annotations
 
 import csv
+import email
+import email.message
+import email.policy
 import shutil
 import sqlite3
 from collections import Counter, defaultdict
@@ -51,6 +60,7 @@ class Expected:
     outcomes: Counter[str] = field(default_factory=Counter)
     emails: list[tuple[str, datetime]] = field(default_factory=list)  # (user_id, when)
     zero_carts: int = 0  # cart rows whose cart totals 0: the trigger's condition is false
+    receipts: Counter[str] = field(default_factory=Counter)  # user_id -> orders placed
 
 
 def expected_abandoned_carts(path: Path) -> Expected:
@@ -72,6 +82,8 @@ def expected_abandoned_carts(path: Path) -> Expected:
             sessions[key].append((at, 1, "order"))
     result = Expected()
     for (user, _), events in sessions.items():
+        result.receipts.update(user for _, _, kind in events if kind == "order")
+    for (user, _), events in sessions.items():
         due: datetime | None = None  # the hour's end while the run waits for it
         started: datetime | None = None  # when the active run was triggered
         for at, _, kind in sorted(events):
@@ -85,6 +97,9 @@ def expected_abandoned_carts(path: Path) -> Expected:
                 started, due = at, at + WAIT
             elif kind == "cart at 0":
                 result.zero_carts += 1
+                if started is not None:  # emptied: the exit goal ends the waiting run
+                    result.outcomes["exited_goal"] += 1
+                    started = due = None
             elif kind == "order" and started is not None and at >= started:
                 result.outcomes["exited_goal"] += 1
                 started = due = None
@@ -95,19 +110,29 @@ def expected_abandoned_carts(path: Path) -> Expected:
     return result
 
 
-def _abandoned_cart_only(tmp_path: Path) -> Path:
-    """The bundled abandoned-cart workflow alone, checked to still say what the test models."""
+def _cart_and_receipt_workflows(tmp_path: Path) -> Path:
+    """The bundled abandoned-cart and order-confirmation workflows, checked to still say what
+    the test models."""
     folder = tmp_path / "workflows"
     folder.mkdir()
     source = ROOT / "workflows" / "abandoned_cart.yaml"
     shutil.copy(source, folder)
-    loaded = load_workflow(source, TemplateCatalog.load(ROOT / "templates"))
+    receipts = ROOT / "workflows" / "order_confirmation.yaml"
+    shutil.copy(receipts, folder)
+    catalog = TemplateCatalog.load(ROOT / "templates")
+    receipt = load_workflow(receipts, catalog).workflow
+    assert receipt is not None
+    assert receipt.definition.key == "{{ event.properties.order_id }}"
+    assert receipt.definition.trigger.event == ["order_completed"]
+    assert receipt.definition.reentry.allowed is False
+    loaded = load_workflow(source, catalog)
     assert loaded.workflow is not None, [str(p) for p in loaded.problems]
     definition = loaded.workflow.definition
     steps = definition.steps
     assert (definition.trigger.event, definition.mode) == (["cart_updated"], Mode.restart)
     assert definition.key is not None and "cart_id" in definition.key
-    assert [goal.event for goal in definition.exit] == [["order_completed"]]
+    assert [goal.event for goal in definition.exit] == [["order_completed"], ["cart_updated"]]
+    assert "total <= 0" in (definition.exit[1].if_ or [""])[0]  # the cart was emptied
     assert [type(step) for step in steps] == [WaitStep, SendEmailStep, WaitStep, SendSmsStep]
     assert isinstance(steps[0], WaitStep) and steps[0].wait.for_ == WAIT
     return folder
@@ -131,9 +156,10 @@ def test_the_abandoned_carts_of_the_rees46_sample_are_the_ones_computed_from_its
 ) -> None:
     expected = expected_abandoned_carts(REES46)
 
-    result = _run(tmp_path, REES46, _abandoned_cart_only(tmp_path), "rees46")
+    result = _run(tmp_path, REES46, _cart_and_receipt_workflows(tmp_path), "rees46")
 
-    [figures] = result.report.workflows
+    figures, receipts = result.report.workflows
+    assert (figures.id, receipts.id) == ("abandoned_cart", "order_confirmation")
     assert figures.runs_started == expected.started
     assert figures.outcomes == dict(expected.outcomes)
     assert figures.messages == len(expected.emails)
@@ -146,12 +172,23 @@ def test_the_abandoned_carts_of_the_rees46_sample_are_the_ones_computed_from_its
         (to, datetime.fromisoformat(at).replace(tzinfo=UTC)) for to, at, _ in sent
     ) == sorted((f"user{user}@example.invalid", when) for user, when in expected.emails)
     assert {status for _, _, status in sent} == {"sent"}
-    assert len(list((tmp_path / "outbox-rees46").glob("*.eml"))) == len(expected.emails)
+    outbox = list((tmp_path / "outbox-rees46").glob("*.eml"))
+    assert len(outbox) == len(expected.emails) + expected.receipts.total()
     assert result.report.totals.refused == 0 and result.report.totals.skipped == 0
     skips = {"SMS 'abandoned_cart' skipped: no phone number": expected.outcomes["finished"]}
     if expected.zero_carts:
         skips["not started: a trigger condition is false"] = expected.zero_carts
     assert figures.skips == skips
+    # Every order gets its receipt, the second order of a session too.
+    assert receipts.runs_started == receipts.messages == expected.receipts.total()
+    assert receipts.skips == {}
+    with sqlite3.connect(tmp_path / "rees46.db") as db:
+        sent_to = db.execute(
+            "SELECT m.\"to\" FROM messages m WHERE m.workflow_id = 'order_confirmation'"
+        ).fetchall()
+    assert Counter(to for (to,) in sent_to) == Counter(
+        {f"user{user}@example.invalid": count for user, count in expected.receipts.items()}
+    )
 
 
 @needs_sample
@@ -203,3 +240,73 @@ def test_a_replay_into_postgresql_reports_what_the_temporary_sqlite_replay_repor
         return simulate(request, settings, read_file(request)).report.to_json()
 
     assert replay(postgres_url, "pg") == replay(None, "sqlite")
+
+
+HEADER = (
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+)
+
+
+def _eml_texts(outbox: Path) -> list[str]:
+    """The plain-text part of every email written to the outbox, in file name order."""
+    texts = []
+    for path in sorted(outbox.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        body = message.get_body(preferencelist=("plain",))
+        assert body is not None
+        texts.append(body.get_content())
+    return texts
+
+
+def test_an_item_removed_from_the_cart_is_not_in_the_cart_email(tmp_path: Path) -> None:
+    log = tmp_path / "carts.csv"
+    rows = [
+        "2019-10-01 10:00:00 UTC,cart,1,20,,alpha,80.00,7,s1",
+        "2019-10-01 10:01:00 UTC,cart,2,20,,beta,20.00,7,s1",
+        "2019-10-01 10:02:00 UTC,cart,3,20,,gamma,20.00,7,s1",
+        "2019-10-01 10:03:00 UTC,remove_from_cart,3,20,,gamma,20.00,7,s1",
+    ]
+    log.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+
+    result = _run(tmp_path, log, _cart_and_receipt_workflows(tmp_path), "removed")
+
+    assert result.report.totals.refused == 0
+    [text] = _eml_texts(tmp_path / "outbox-removed")
+    assert "Alpha Item" in text and "Beta Item" in text
+    assert "Gamma Item" not in text
+    assert "$100.00" in text and "$120.00" not in text and "$140.00" not in text
+
+
+def test_two_orders_in_one_session_get_two_receipts(tmp_path: Path) -> None:
+    log = tmp_path / "orders.csv"
+    rows = [
+        "2019-10-01 10:00:00 UTC,purchase,1,20,,alpha,80.00,7,s1",
+        "2019-10-01 10:20:00 UTC,purchase,2,20,,beta,20.00,7,s1",
+    ]
+    log.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+
+    result = _run(tmp_path, log, _cart_and_receipt_workflows(tmp_path), "orders")
+
+    receipts = {w.id: w for w in result.report.workflows}["order_confirmation"]
+    assert (receipts.runs_started, receipts.messages, receipts.skips) == (2, 2, {})
+    texts = _eml_texts(tmp_path / "outbox-orders")
+    assert sorted(("Alpha Item" in t, "Beta Item" in t) for t in texts) == [
+        (False, True),
+        (True, False),
+    ]
+
+
+def test_a_cart_emptied_again_gets_no_reminder(tmp_path: Path) -> None:
+    log = tmp_path / "emptied.csv"
+    rows = [
+        "2019-10-01 10:00:00 UTC,cart,1,20,,alpha,80.00,7,s1",
+        "2019-10-01 10:05:00 UTC,remove_from_cart,1,20,,alpha,80.00,7,s1",
+    ]
+    log.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+
+    result = _run(tmp_path, log, _cart_and_receipt_workflows(tmp_path), "emptied")
+
+    carts = {w.id: w for w in result.report.workflows}["abandoned_cart"]
+    assert (carts.runs_started, carts.outcomes, carts.messages) == (1, {"exited_goal": 1}, 0)
+    assert _eml_texts(tmp_path / "outbox-emptied") == []

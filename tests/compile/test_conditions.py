@@ -109,6 +109,48 @@ def test_history_helpers_are_callable_and_detected(source: str, expected: bool) 
     assert condition.evaluate(make_context()) is expected
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        'count_events("product_viewed", within="1d", where={"product_id": run.key}) >= 3',
+        "has_event('cart_updated', since=run.started_at, where={'cart_id': params.cart_id})",
+        "last_event('order_completed', where={}) is none",
+    ],
+)
+def test_history_helpers_take_a_where_literal(source: str) -> None:
+    assert compile_condition(source).uses_history is True
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ('has_event("x", withn="1d")',
+         "has_event: unknown argument 'withn' (did you mean 'within'? expected since, within, where)"),
+        ('count_events("x", properties={"a": 1}) > 0',
+         "count_events: unknown argument 'properties' (expected since, within, where)"),
+        ('has_event("x", within="1q")',
+         "has_event: within: expected a duration such as 90s, 15m, 1h30m, 2d, 1w or ISO 8601 PT1H,"
+         " found '1q'"),
+        ('has_event("x", since="yesterday")',
+         "has_event: since: expected an ISO 8601 date-time, found 'yesterday'"),
+        ('has_event("x", where=event.properties)',
+         'has_event: where: expected a {...} of property names to values, e.g. where={"product_id": run.key}'),
+        ('has_event("x", where={1: run.key})',
+         'has_event: where: keys must be quoted property names, e.g. where={"product_id": run.key}'),
+        ('not has_event("x", run.started_at)',
+         "has_event: expected the event name alone before the keywords (since=, within=, where=),"
+         " found 2 positional argument(s)"),
+        ("last_event(42)", "last_event: the event name must be text, found 42"),
+    ],
+)  # fmt: skip
+def test_history_calls_the_helpers_cannot_take_are_refused_at_compile_time(
+    source: str, message: str
+) -> None:
+    with pytest.raises(ConditionError) as caught:
+        compile_condition(source)
+    assert str(caught.value) == f"{message} (in condition {source!r})"
+
+
 def test_history_helpers_are_the_documented_three() -> None:
     assert HISTORY_FUNCTIONS == ("has_event", "count_events", "last_event")
 

@@ -63,3 +63,46 @@ def test_last_event_is_the_latest_of_that_name_as_templates_see_it() -> None:
 def test_since_that_is_not_a_date_is_refused() -> None:
     with pytest.raises(ValueError, match="since"):
         History(PAST, T0).has_event("order_completed", since=42)
+
+
+VIEWS = [
+    make_event("product_viewed", T0 - 3 * DAY, product_id=7),
+    make_event("product_viewed", T0 - 2 * 60 * timedelta(minutes=1), product_id=7),
+    make_event("product_viewed", T0 - timedelta(minutes=90), product_id=8),
+    make_event("product_viewed", T0 - timedelta(minutes=30), product_id=7, color="red"),
+    make_event("product_viewed", T0 - timedelta(minutes=10), product_id="7"),
+]
+
+
+@pytest.mark.parametrize(
+    ("within", "where", "count"),
+    [
+        ("1d", None, 4),
+        ("1d", {}, 4),
+        ("1d", {"product_id": 7}, 3),  # the number 7 and the text "7" are the same product
+        ("1d", {"product_id": "7"}, 3),  # as a run key (text) says it
+        (None, {"product_id": 7}, 4),
+        ("1d", {"product_id": 8}, 1),
+        ("1d", {"product_id": 7, "color": "red"}, 1),  # every given property must match
+        ("1d", {"color": None}, 0),  # an absent property matches nothing, not even none
+        ("1d", {"product_id": 9}, 0),
+    ],
+)
+def test_where_keeps_the_events_whose_properties_have_those_values(
+    within: str | None, where: dict[str, object] | None, count: int
+) -> None:
+    history = History(VIEWS, T0)
+    assert history.count_events("product_viewed", within=within, where=where) == count
+    assert history.has_event("product_viewed", within=within, where=where) is (count > 0)
+
+
+def test_last_event_takes_the_same_filters() -> None:
+    history = History(VIEWS, T0)
+    last = history.last_event("product_viewed", where={"product_id": 8})
+    assert last is not None and last["properties"] == {"product_id": 8}
+    assert history.last_event("product_viewed", within="5m") is None
+
+
+def test_where_that_is_not_a_mapping_is_refused() -> None:
+    with pytest.raises(ValueError, match="where: expected a mapping"):
+        History(VIEWS, T0).count_events("product_viewed", where=["product_id", 7])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -58,6 +59,69 @@ def test_purchase_rows_of_one_session_merge_into_one_order() -> None:
     assert [i["product_id"] for i in order["items"]] == [1, 2]
     assert order["total"] == 15.5
     assert orders[0]["event_date"] == "2019-10-01T00:01:00+00:00"
+
+
+def test_each_order_of_a_session_has_its_own_id_from_its_first_row_time() -> None:
+    later = [  # the same session buys again 10 minutes later: a second order
+        "2019-10-01 00:11:00 UTC,purchase,3,2053013555631882655,,,2.00,7,s1",
+        "2019-10-01 00:12:00 UTC,purchase,4,2053013555631882655,,,3.00,7,s1",
+    ]
+    orders = [
+        b["event_properties"]
+        for b in bodies(read_csv("\n".join([HEADER, *ROWS, *later])))
+        if b["event_name"] == "order_completed"
+    ]
+    assert [(o["order_id"], o["total"]) for o in orders] == [
+        ("s1-20191001T000100Z", 15.5),
+        ("s1-20191001T001100Z", 5.0),
+    ]
+    assert [o["cart_id"] for o in orders] == ["s1", "s1"]  # still the cart they came from
+
+
+def test_a_removed_item_leaves_the_cart() -> None:
+    rows = [
+        "2019-10-01 00:00:01 UTC,cart,1,2053013555631882655,,acme,80.00,7,s1",
+        "2019-10-01 00:00:02 UTC,cart,2,2053013555631882655,,acme,20.00,7,s1",
+        "2019-10-01 00:00:03 UTC,cart,3,2053013555631882655,,acme,20.00,7,s1",
+        "2019-10-01 00:00:04 UTC,remove_from_cart,3,2053013555631882655,,acme,20.00,7,s1",
+        "2019-10-01 00:00:05 UTC,remove_from_cart,9,2053013555631882655,,acme,5.00,7,s1",
+        "2019-10-01 00:00:06 UTC,remove_from_cart,1,2053013555631882655,,acme,80.00,7,s1",
+        "2019-10-01 00:00:07 UTC,remove_from_cart,2,2053013555631882655,,acme,20.00,7,s1",
+    ]
+    carts = [b["event_properties"] for b in bodies(read_csv("\n".join([HEADER, *rows])))]
+    assert [([i["product_id"] for i in c["items"]], c["total"]) for c in carts] == [
+        ([1], 80),
+        ([1, 2], 100),
+        ([1, 2, 3], 120),
+        ([1, 2], 100),  # product 3 is out again
+        ([1, 2], 100),  # removing what is not in the cart changes nothing
+        ([2], 20),
+        ([], 0),  # emptied
+    ]
+
+
+@pytest.mark.parametrize(
+    ("group", "reason"),
+    [
+        ("{event: e, how: accumulate, by: [s], id_property: x}", "'id_property' needs how: merge"),
+        ("{event: e, how: merge, by: [s], item_properties: [p], remove: {names: [r], match: [p]}}",
+         "'remove' needs how: accumulate"),
+        ("{event: e, how: accumulate, by: [s], item_properties: [p], remove: {names: [r], match: [q]}}",
+         "remove.match: not in item_properties: q"),
+        ("{event: e, how: accumulate, by: [s], item_properties: [p], remove: {names: [x], match: [p]}}",
+         "remove.names: 'x' must be mapped to 'e' in event.names"),
+    ],
+)  # fmt: skip
+def test_grouping_options_that_cannot_apply_are_refused(
+    tmp_path: Path, group: str, reason: str
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "time: {column: t}\nevent: {column: n, names: {a: e, r: e}}\n"
+        f"contact: {{column: u}}\ngroups:\n  - {group}\n"
+    )
+    with pytest.raises(ConfigError, match=re.escape(reason)):
+        load_mapping(path)
 
 
 def test_category_ids_stay_exact_text_and_empty_cells_are_omitted() -> None:

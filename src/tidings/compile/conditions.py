@@ -4,15 +4,20 @@ A condition is a bare expression (`event.properties.total > 0`) or one wrapped i
 Its value is Jinja truthiness (`0`, `""`, `[]`, `none` and `false` are false; the string
 "false" is true). It sees the render context (`CONTEXT_NAMES`) plus the history helpers
 (`HISTORY_FUNCTIONS`) the engine puts in the context as callables; a name outside these is
-refused at compile time, so a typo is a load error rather than a run-time surprise.
+refused at compile time, so a typo is a load error rather than a run-time surprise. So are
+history calls the helpers cannot take: the event name comes first and alone, then only the
+keywords `since=`, `within=` (a literal one must be a duration) and `where=` (a `{...}` literal
+whose keys are quoted property names).
 `uses_history` tells the engine whether the helpers are needed, so it can skip the store query
 for conditions that never look at history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -29,9 +34,13 @@ from tidings.compile.sandbox import (
     unknown_names,
 )
 from tidings.errors import ConditionError, TidingsError
+from tidings.model.durations import parse_duration
 
 HISTORY_FUNCTIONS = ("has_event", "count_events", "last_event")
 """Context callables that query the contact's event history."""
+
+HISTORY_KEYWORDS = ("since", "within", "where")
+"""The keyword arguments every history helper takes after the event name."""
 
 
 @dataclass(frozen=True)
@@ -104,5 +113,56 @@ def compile_condition(source: str) -> Condition:
     for name, _line in unknown_names(tree, [*allowed, *env.globals]):
         known = ", ".join(allowed)
         raise ConditionError(f"unknown variable {name!r} (known: {known})", expression=source)
+    for problem in _history_call_problems(tree):
+        raise ConditionError(problem, expression=source)
     uses_history = any(n.name in HISTORY_FUNCTIONS for n in tree.find_all(nodes.Name))
     return Condition(source=source, uses_history=uses_history, _expression=compiled)
+
+
+def _history_call_problems(tree: nodes.Expr) -> Iterator[str]:
+    """What is wrong with the history helper calls of a parsed condition, if anything."""
+    calls = [tree] if isinstance(tree, nodes.Call) else []  # find_all skips the node itself
+    for call in [*calls, *tree.find_all(nodes.Call)]:
+        if not (isinstance(call.node, nodes.Name) and call.node.name in HISTORY_FUNCTIONS):
+            continue
+        helper = call.node.name
+        if call.dyn_args is not None or call.dyn_kwargs is not None:
+            yield f"{helper}: *args and **kwargs are not supported"
+        if len(call.args) != 1:
+            yield (
+                f"{helper}: expected the event name alone before the keywords"
+                f" ({', '.join(k + '=' for k in HISTORY_KEYWORDS)}), found"
+                f" {len(call.args)} positional argument(s)"
+            )
+        elif isinstance(call.args[0], nodes.Const) and not isinstance(call.args[0].value, str):
+            yield f"{helper}: the event name must be text, found {call.args[0].value!r}"
+        for keyword in call.kwargs:
+            yield from _keyword_problems(helper, keyword)
+
+
+def _keyword_problems(helper: str, keyword: nodes.Keyword) -> Iterator[str]:
+    """What is wrong with one `key=value` of a history helper call, if anything."""
+    name, value = keyword.key, keyword.value
+    if name not in HISTORY_KEYWORDS:
+        close = difflib.get_close_matches(name, HISTORY_KEYWORDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        yield f"{helper}: unknown argument {name!r} ({hint}expected {', '.join(HISTORY_KEYWORDS)})"
+    elif name == "within" and isinstance(value, nodes.Const):
+        try:
+            parse_duration(value.value)
+        except (ValueError, TypeError) as exc:
+            yield f"{helper}: within: {exc}"
+    elif name == "since" and isinstance(value, nodes.Const):
+        try:
+            datetime.fromisoformat(str(value.value).strip())
+        except ValueError:
+            yield f"{helper}: since: expected an ISO 8601 date-time, found {value.value!r}"
+    elif name == "where":
+        example = 'e.g. where={"product_id": run.key}'
+        if not isinstance(value, nodes.Dict):
+            yield f"{helper}: where: expected a {{...}} of property names to values, {example}"
+            return
+        for pair in value.items:
+            key = pair.key
+            if not (isinstance(key, nodes.Const) and isinstance(key.value, str) and key.value):
+                yield f"{helper}: where: keys must be quoted property names, {example}"

@@ -6,12 +6,16 @@ when the store already holds it), as of `now`: events dated after `now` are not 
 being processed always counts, even when its client clock runs slightly ahead.
 
 `since` is a datetime or an ISO 8601 text (inclusive); `within` is a duration such as `7d`,
-counted back from `now` (inclusive). Given both, an event must satisfy both.
+counted back from `now` (inclusive). Given both, an event must satisfy both. `where` is a
+mapping of property names to values that an event's properties must all equal; a run key is
+text, so a text value also matches a number whose text it is (`where={"product_id": run.key}`
+with a numeric `product_id`). The engine loads a contact's history once per decision, so the
+filters run here, over that one list, never as a store query per condition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,26 +41,37 @@ class History:
         self._events = sorted(kept, key=lambda e: e.occurred_at)
         self._now = now
 
-    def events(self, name: str, since: Any = None, within: Any = None) -> list[Event]:
-        """The events of this name in the window, oldest first."""
+    def events(
+        self, name: str, *, since: Any = None, within: Any = None, where: Any = None
+    ) -> list[Event]:
+        """The events of this name in the window whose properties match `where`, oldest first."""
         earliest = _earliest(self._now, since, within)
+        wanted = _wanted(where)
         return [
             e
             for e in self._events
-            if e.name == name and (earliest is None or e.occurred_at >= earliest)
+            if e.name == name
+            and (earliest is None or e.occurred_at >= earliest)
+            and (not wanted or _matches(e.properties, wanted))
         ]
 
-    def has_event(self, name: str, since: Any = None, within: Any = None) -> bool:
-        """Whether the contact did `name` (since a time and/or within a duration of now)."""
-        return bool(self.events(name, since, within))
+    def has_event(
+        self, name: str, *, since: Any = None, within: Any = None, where: Any = None
+    ) -> bool:
+        """Whether the contact did `name` (in the window, with these property values)."""
+        return bool(self.events(name, since=since, within=within, where=where))
 
-    def count_events(self, name: str, since: Any = None, within: Any = None) -> int:
-        """How many times the contact did `name` (since a time and/or within a duration)."""
-        return len(self.events(name, since, within))
+    def count_events(
+        self, name: str, *, since: Any = None, within: Any = None, where: Any = None
+    ) -> int:
+        """How many times the contact did `name` (in the window, with these property values)."""
+        return len(self.events(name, since=since, within=within, where=where))
 
-    def last_event(self, name: str) -> dict[str, Any] | None:
-        """The latest event of this name as templates see events, or None."""
-        found = self.events(name)
+    def last_event(
+        self, name: str, *, since: Any = None, within: Any = None, where: Any = None
+    ) -> dict[str, Any] | None:
+        """The latest such event as templates see events, or None."""
+        found = self.events(name, since=since, within=within, where=where)
         return found[-1].template_view() if found else None
 
     def helpers(self) -> dict[str, Callable[..., Any]]:
@@ -88,3 +103,27 @@ def _as_instant(value: Any) -> datetime:
     else:
         raise ValueError(f"since: expected a date-time, found {value!r}")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _wanted(where: Any) -> Mapping[str, Any]:
+    """The property filter a history query was given (empty: no filter)."""
+    if where is None:
+        return {}
+    if not isinstance(where, Mapping) or not all(isinstance(k, str) for k in where):
+        raise ValueError(f"where: expected a mapping of property names to values, found {where!r}")
+    return where
+
+
+def _matches(properties: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether every wanted property is present with an equal value."""
+    return all(k in properties and _same(properties[k], v) for k, v in wanted.items())
+
+
+def _same(value: Any, expected: Any) -> bool:
+    """Equal, or a number and the text it prints as (keys are rendered text)."""
+    if value == expected:
+        return True
+    for text, other in ((value, expected), (expected, value)):
+        if isinstance(text, str) and isinstance(other, int | float) and not isinstance(other, bool):
+            return text == str(other)
+    return False

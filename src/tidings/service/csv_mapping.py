@@ -6,9 +6,14 @@ column, a constant or a small sandboxed template over the row), and optional gro
 
 - `merge`: consecutive rows of one event name with the same group key and within `within` of
   the group's first row become ONE event whose `items` list holds each row's item properties
-  (the purchase rows of one session form one order);
+  (the purchase rows of one session form one order). With `id_property`, that property of
+  each such event is the group key's values and the group's first row time (`s1-
+  20191001T000100Z`), so two orders of one session have two ids;
 - `accumulate`: every row emits an event whose `items` list holds every item seen so far for
-  that group key (each cart row is the cart as it now stands).
+  that group key (each cart row is the cart as it now stands). With `remove`, a row whose
+  source event name is one of `remove.names` takes out the latest item whose `remove.match`
+  properties equal its own instead (a `remove_from_cart` row), and the event is the cart
+  without it.
 
 The REES46 mapping that ships with the project is `mappings/rees46.yaml`.
 """
@@ -85,6 +90,11 @@ def _duration(value: Any) -> timedelta:
     return parse_duration(value)
 
 
+class RemoveSpec(_Frozen):
+    names: list[str] = Field(min_length=1, description="source event names that remove an item")
+    match: list[str] = Field(min_length=1, description="item properties naming the item")
+
+
 class GroupSpec(_Frozen):
     event: str
     how: Literal["merge", "accumulate"]
@@ -95,6 +105,22 @@ class GroupSpec(_Frozen):
     totals: dict[str, str] = Field(
         default_factory=dict, description="property -> item property summed over items"
     )
+    id_property: str | None = Field(
+        default=None, description="merge: this property = group key values + first row time"
+    )
+    remove: RemoveSpec | None = None
+
+    @model_validator(mode="after")
+    def _fits_how(self) -> GroupSpec:
+        if self.id_property is not None and self.how != "merge":
+            raise ValueError("'id_property' needs how: merge (one event per group)")
+        if self.remove is not None:
+            if self.how != "accumulate":
+                raise ValueError("'remove' needs how: accumulate (a list that rows change)")
+            unknown = [m for m in self.remove.match if m not in self.item_properties]
+            if unknown:
+                raise ValueError(f"remove.match: not in item_properties: {', '.join(unknown)}")
+        return self
 
 
 class Mapping(_Frozen):
@@ -106,6 +132,17 @@ class Mapping(_Frozen):
     properties: dict[str, PropertySpec] = Field(default_factory=dict)
     contact_properties: dict[str, PropertySpec] = Field(default_factory=dict)
     groups: list[GroupSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _removals_are_mapped(self) -> Mapping:
+        for group in self.groups:
+            for name in group.remove.names if group.remove else []:
+                if self.event.names.get(name) != group.event:
+                    raise ValueError(
+                        f"groups: remove.names: {name!r} must be mapped to {group.event!r}"
+                        " in event.names"
+                    )
+        return self
 
     def group_for(self, event_name: str) -> GroupSpec | None:
         """The grouping rule for an event name, if any."""

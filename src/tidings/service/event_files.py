@@ -141,7 +141,9 @@ class CsvReader:
         if group is None:
             yield SourceRow(line, body=body)
         elif group.how == "accumulate":
-            yield self._accumulate(line, group, self._key(group, cells, contact), body)
+            removes = group.remove is not None and source_name in group.remove.names
+            key = self._key(group, cells, contact)
+            yield self._accumulate(line, group, key, body, removes=removes)
         else:
             self._merge(line, group, self._key(group, cells, contact), body, when)
 
@@ -211,10 +213,26 @@ class CsvReader:
         return {**body, "event_properties": props}
 
     def _accumulate(
-        self, line: int, group: GroupSpec, key: tuple[str, ...], body: dict[str, Any]
+        self,
+        line: int,
+        group: GroupSpec,
+        key: tuple[str, ...],
+        body: dict[str, Any],
+        *,
+        removes: bool = False,
     ) -> SourceRow:
         items = self._carts.setdefault(key, [])
-        items.append(self._item(group, body))
+        item = self._item(group, body)
+        if not removes:
+            items.append(item)
+        elif group.remove is not None:
+            # The latest matching item goes; removing what is not there leaves the list as is
+            # (the row still says how the cart stands, so it is still an event).
+            same = [item.get(m) for m in group.remove.match]
+            for index in range(len(items) - 1, -1, -1):
+                if [items[index].get(m) for m in group.remove.match] == same:
+                    del items[index]
+                    break
         return SourceRow(line, body=self._with_items(group, body, items))
 
     def _merge(
@@ -242,7 +260,12 @@ class CsvReader:
         for group, key in groups:
             spec = self.mapping.group_for(key[0])
             assert spec is not None
-            yield SourceRow(group.line, body=self._with_items(spec, group.body, group.items))
+            body = self._with_items(spec, group.body, group.items)
+            if spec.id_property is not None:
+                # key = (event, contact, *by values): the group's own values, then its start.
+                stamp = group.started.strftime("%Y%m%dT%H%M%SZ")
+                body["event_properties"][spec.id_property] = "-".join([*key[2:], stamp])
+            yield SourceRow(group.line, body=body)
 
     def _window(self, event_name: str) -> timedelta:
         spec = self.mapping.group_for(event_name)
