@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
 from support.daemon import T0, TRACKER_KEY, Daemon
+from support.required import program
 from tidings.adapters.clock import ManualClock
 from tidings.engine.core import Environment
 from tidings.model.runs import Outcome, RunStatus
@@ -76,12 +75,12 @@ def _page_scripts(daemon: Daemon) -> dict[str, object]:
     return {"inline": inline, "tracker": f"{daemon.url}/js/tracker.js", "script": script}
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_the_tracker_page_feeds_the_abandoned_cart_workflow(daemon: Daemon, tmp_path: Path) -> None:
+    node = program("node", "nodejs")
     page = tmp_path / "page.js"
     page.write_text(f"const PAGE = {json.dumps(_page_scripts(daemon))};\n{HARNESS}")
     result = subprocess.run(
-        ["node", str(page)], capture_output=True, text=True, timeout=60, check=False
+        [node, str(page)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     assert "unknown command" not in result.stderr
