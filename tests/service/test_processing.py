@@ -221,6 +221,56 @@ def test_a_late_event_still_reaches_the_exit_goal_of_a_waiting_run(
     assert [m.subject for m in world.messages()] == ["Your cart K2"]
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["one_by_one", "same_batch"])
+def test_a_cart_arriving_after_its_order_sends_no_reminder(
+    make_world: Callable[..., World], batch: bool
+) -> None:
+    world = make_world()
+    world.contact()
+    world.clock.advance(timedelta(minutes=15))
+    # Given the order (dated 10:10) is logged first and the cart it completes (10:00) after it
+    order = world.event("order_completed", at=T0 + timedelta(minutes=10), cart_id="K1")
+    if not batch:
+        world.processor.run_until_idle()
+    world.event("cart_updated", at=T0, cart_id="K1", total=42)
+    # When both are applied and the reminder's hour has long passed
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(hours=2))
+    world.processor.run_until_idle()
+
+    # Then no reminder: the run ended by its goal when it started, and the trace says why
+    assert world.messages() == []
+    [run] = world.runs()
+    assert (run.key, run.status, run.outcome, run.reason) == (
+        "K1",
+        RunStatus.finished,
+        Outcome.exited_goal,
+        "bought",
+    )
+    assert [(e.kind, e.message) for e in world.trace() if e.workflow_id == "cart"][1:] == [
+        (TraceKind.run_started, "run started (key 'K1')"),
+        (
+            TraceKind.exited,
+            f"run exited_goal: bought (exit goal met by order_completed ({order.id}) "
+            "dated 2030-03-04 10:10:00 UTC, received before this trigger)",
+        ),
+    ]
+
+
+def test_a_cart_after_an_earlier_order_still_gets_its_reminder(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.contact()
+    world.event("order_completed", at=T0 - timedelta(minutes=10), cart_id="K1")  # before the cart
+    world.event("cart_updated", at=T0, cart_id="K1", total=42)
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(hours=1))
+    world.processor.run_until_idle()
+
+    assert [m.subject for m in world.messages()] == ["Your cart K1"]
+
+
 def test_a_decision_that_raises_is_quarantined_with_an_error_trace_and_blocks_nothing(
     make_world: Callable[..., World],
 ) -> None:

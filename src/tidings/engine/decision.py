@@ -31,6 +31,9 @@ class ContactState:
     runs: Sequence[Run]  # this contact's active runs (queued/waiting), all workflows, oldest first
     last_runs: Sequence[Run] = ()  # most recent run per (workflow, key), any status
     history: Sequence[Event] = ()  # the contact's events by event time (may be empty)
+    # Events of this contact applied before the one being decided (received earlier) yet dated
+    # at or after it: the exit goals a run it starts has already reached (see engine.goals).
+    applied_after: Sequence[Event] = ()
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from tidings.compile.loader import CompiledWorkflow
 from tidings.engine.actions import StepCall, send_email, send_sms, update_contact
 from tidings.engine.context import all_hold, build_context, lookup
 from tidings.engine.decision import Draft
+from tidings.engine.goals import GoalMet
 from tidings.engine.positions import PositionError, branch_path, next_path, resolve, step_at
 from tidings.engine.timing import due_from_date, next_time_of_day, resolve_zone
 from tidings.errors import ConditionError
@@ -64,8 +65,9 @@ class Runner:
 
     # ------------------------------------------------------------------ entry points
 
-    def start(self, run: Run) -> Run:
-        """Start a new or queued run: it executes from its first step."""
+    def start(self, run: Run, goal_met: GoalMet | None = None) -> Run:
+        """Start a new or queued run: it executes from its first step, or ends at once when
+        its exit goal was already met (`goal_met`, a late trigger)."""
         now = self.draft.now
         run = run.model_copy(
             update={
@@ -77,6 +79,8 @@ class Runner:
             }
         )
         self._note(TraceKind.run_started, run, f"run started (key {run.key!r})", key=run.key)
+        if goal_met is not None:
+            return self.finish(run, Outcome.exited_goal, goal_met.reason, detail=goal_met.detail)
         return self.execute(run, "0")
 
     def resume_on_timer(self, run: Run, late: str | None = None) -> Run:
@@ -104,8 +108,17 @@ class Runner:
         )
         return self.execute(run, branch_path(run.position, "on_event"))
 
-    def finish(self, run: Run, outcome: Outcome, reason: str, *, step: str | None = None) -> Run:
-        """End a run with an outcome; then let the next queued run of its key start."""
+    def finish(
+        self,
+        run: Run,
+        outcome: Outcome,
+        reason: str,
+        *,
+        step: str | None = None,
+        detail: str | None = None,
+    ) -> Run:
+        """End a run with an outcome (`detail` adds to the trace, not to the run's reason);
+        then let the next queued run of its key start."""
         now = self.draft.now
         run = run.model_copy(
             update={
@@ -121,7 +134,8 @@ class Runner:
         )
         self.draft.save(run)
         kind = TraceKind.exited if outcome in _EXITS else TraceKind.finished
-        self._note(kind, run, f"run {outcome}: {reason}", step=step, outcome=outcome.value)
+        message = f"run {outcome}: {reason}" + (f" ({detail})" if detail else "")
+        self._note(kind, run, message, step=step, outcome=outcome.value)
         if outcome is not Outcome.restarted:
             self._start_next_queued(run)
         return run

@@ -10,6 +10,12 @@ Late events (an `event_date` earlier than events already applied) are applied wh
 they end runs whose exit goal they reach as long as the goal event is dated at or after the
 run's start, and history conditions see them by event time from then on. A message already
 recorded in the outbox is not recalled; one not yet recorded never will be once the run exited.
+A late *trigger* is the mirror case: before deciding an event that triggers a workflow with
+exit goals, the contact's goal events received before it (lower `seq`) and dated at or after
+it are read and given to the core (`ContactState.applied_after`), which ends a run they had
+already reached at once (`tidings.engine.goals`). A replay (`virtual_time`) applies events in
+event-time order, where a trigger is never late (a tie of the same instant is not looked up),
+and skips that read.
 
 A decision that raises (a bug, not a template or condition error — those are recorded by the
 core) must not block the log: the batch is retried event by event, and the one that fails is
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from tidings.engine.core import ContactState, Decision, Environment, on_event, on_timer
@@ -143,8 +149,36 @@ class Processor:
         state = self._state(uow, event.contact_id)
         if state is None:
             return None
+        if not self.virtual_time:
+            state = replace(state, applied_after=self._applied_after(uow, state, event, now))
         workflows = self.registry.for_runs(_versions(state.runs), uow)
         return on_event(workflows, state, event, now, self.env)
+
+    def _applied_after(
+        self, uow: UnitOfWork, state: ContactState, event: Event, now: datetime
+    ) -> Sequence[Event]:
+        """The goal events a run this event triggers may already have met (it came late)."""
+        names = {
+            name
+            for workflow in self.registry.current
+            if event.name in workflow.definition.trigger.event
+            for goal in workflow.definition.exit
+            for name in goal.event
+        }
+        if not names or event.seq is None:
+            return ()
+        since = min(event.occurred_at, now)  # a run's goal horizon (see engine.goals)
+        if self.registry.uses_history:
+            found: Sequence[Event] = state.history  # already read: spare the query
+        else:
+            found = uow.contact_events(state.contact.id, names=names, since=since)
+        # A lower seq was received, hence applied, before this event (the log's order).
+        before = event.seq
+        return [
+            e
+            for e in found
+            if e.name in names and e.occurred_at >= since and e.seq is not None and e.seq < before
+        ]
 
     # ----------------------------------------------------------------- timers
 
