@@ -122,15 +122,19 @@ class World:
 
 @pytest.fixture
 def make_world(store: Store, tmp_path: Path) -> Callable[..., World]:
-    """A world over the parametrised store; `unsubscribe_url` may be replaced (e.g. to fail)."""
+    """A world over the parametrised store; `unsubscribe_url` may be replaced (e.g. to fail),
+    and `extra` workflows (file name -> YAML) added to the usual ones."""
 
-    def _make(unsubscribe_url: Callable[[str, Channel], str | None] | None = None) -> World:
+    def _make(
+        unsubscribe_url: Callable[[str, Channel], str | None] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> World:
         templates, workflows = tmp_path / "templates", tmp_path / "workflows"
         templates.mkdir(exist_ok=True)
         workflows.mkdir(exist_ok=True)
         for name, text in TEMPLATES.items():
             (templates / name).write_text(text, encoding="utf-8")
-        for name, text in WORKFLOWS.items():
+        for name, text in {**WORKFLOWS, **(extra or {})}.items():
             (workflows / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
         registry, outcome = WorkflowRegistry.from_directory(workflows, templates)
         assert outcome.problems == [], [str(p) for p in outcome.problems]
@@ -221,11 +225,26 @@ def test_a_late_event_still_reaches_the_exit_goal_of_a_waiting_run(
     assert [m.subject for m in world.messages()] == ["Your cart K2"]
 
 
+# A workflow that asks the history makes the processor read it whole (another code path).
+ASKS_HISTORY = {
+    "loyal.yaml": """
+        id: loyal
+        trigger:
+          event: signed_up
+          if: "count_events('order_completed') > 2"
+        steps:
+          - send_email: {template: welcome}
+        """
+}
+
+
+@pytest.mark.parametrize("history", [False, True], ids=["no_history", "history"])
 @pytest.mark.parametrize("batch", [False, True], ids=["one_by_one", "same_batch"])
 def test_a_cart_arriving_after_its_order_sends_no_reminder(
-    make_world: Callable[..., World], batch: bool
+    make_world: Callable[..., World], batch: bool, history: bool
 ) -> None:
-    world = make_world()
+    world = make_world(extra=ASKS_HISTORY if history else None)
+    assert world.processor.registry.uses_history is history
     world.contact()
     world.clock.advance(timedelta(minutes=15))
     # Given the order (dated 10:10) is logged first and the cart it completes (10:00) after it
