@@ -190,6 +190,65 @@ def test_a_late_trigger_queued_behind_a_run_is_exited_by_a_goal_already_met(aban
 # ---------------------------------------------------------------------------------- wait_for
 
 
+CONFIRM = """
+id: confirm
+trigger: {event: signed_up}
+steps:
+  - wait_for:
+      event: email_confirmed
+      if: "event.properties.ok"
+      timeout: 1d
+  - wait_for: {event: email_confirmed, timeout: 1d, on_timeout: [{exit: once}]}
+  - exit: twice
+"""
+
+
+@pytest.mark.parametrize(
+    ("confirmations", "position", "reason"),
+    [
+        # awaited before the late trigger arrived, dated after it: the wait takes it at once
+        ([(10, True)], "1", None),
+        ([(10, True), (12, True)], "2", "twice"),  # one event each, in date order
+        ([(-10, True)], "0", None),  # dated before the trigger: it happened before the wait
+        ([(10, False)], "0", None),  # the wait's condition is false
+    ],
+)
+def test_a_late_trigger_s_wait_for_takes_an_awaited_event_that_came_first(
+    make_workflow, env, confirmations, position, reason
+) -> None:
+    workflow = make_workflow(CONFIRM)
+    early = [
+        make_event("email_confirmed", T0 + minutes * MINUTE, ok=ok) for minutes, ok in confirmations
+    ]
+    state = make_state(applied_after=early)
+    signup = make_event("signed_up", T0)
+    decision = on_event([workflow], state, signup, T0 + 20 * MINUTE, env)
+    run = run_of(decision)
+    assert (run.position, run.reason) == (position, reason)
+    dated = (T0 + 10 * MINUTE).strftime("%Y-%m-%d %H:%M:%S UTC")
+    resumed = messages_of(decision, TraceKind.resumed)
+    if position == "0":
+        assert (run.status, resumed) == (RunStatus.waiting, [])
+    else:
+        assert resumed[0] == (
+            f"received email_confirmed ({early[0].id}) dated {dated}, received before this trigger"
+        )
+        assert len(resumed) == int(position)
+
+
+def test_an_awaited_event_applied_earlier_does_not_count_for_a_wait_begun_by_a_timer(
+    abandoned, env
+) -> None:
+    workflow = abandoned()
+    state = started(workflow, env)
+    viewed = make_event("cart_viewed", T0 + HOUR / 2, cart_id="k1")
+    state = ContactState(
+        contact=state.contact, runs=state.runs, last_runs=state.last_runs, applied_after=[viewed]
+    )
+    fired = on_timer(workflow, state.runs[0], state, T0 + HOUR, env)
+    assert run_of(fired).waiting_for == ("cart_viewed",)
+
+
 def test_wait_for_resumes_on_the_event_into_on_event_with_that_event(abandoned, env) -> None:
     workflow = abandoned()
     state, fired = at_wait_for(workflow, env)

@@ -290,6 +290,45 @@ def test_a_cart_after_an_earlier_order_still_gets_its_reminder(
     assert [m.subject for m in world.messages()] == ["Your cart K1"]
 
 
+NUDGE = {
+    "trial.yaml": """
+        id: trial
+        trigger:
+          event: trial_started
+        steps:
+          - wait_for:
+              event: card_added
+              timeout: 1d
+              on_event: [{exit: paid}]
+              on_timeout:
+                - send_email: {template: welcome}
+        """
+}
+
+
+def test_a_late_trigger_s_wait_for_takes_the_awaited_event_that_came_first(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world(extra=NUDGE)
+    world.contact()
+    world.clock.advance(timedelta(minutes=15))
+    # The card (10:10) is logged before the trial it ends (10:00), which comes late
+    card = world.event("card_added", at=T0 + timedelta(minutes=10))
+    world.processor.run_until_idle()
+    world.event("trial_started", at=T0)
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(days=2))
+    world.processor.run_until_idle()
+
+    assert world.messages() == []
+    [run] = world.runs()
+    assert (run.outcome, run.reason) == (Outcome.exited_step, "paid")
+    assert (
+        f"received card_added ({card.id}) dated 2030-03-04 10:10:00 UTC, "
+        "received before this trigger"
+    ) in [e.message for e in world.trace() if e.kind is TraceKind.resumed]
+
+
 def test_a_decision_that_raises_is_quarantined_with_an_error_trace_and_blocks_nothing(
     make_world: Callable[..., World],
 ) -> None:

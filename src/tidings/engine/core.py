@@ -34,13 +34,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from tidings.compile.loader import CompiledWorkflow
-from tidings.engine.context import all_hold, build_context
 from tidings.engine.decision import ContactState, Decision, Draft, Environment
 from tidings.engine.goals import goal_horizon, goal_reached
 from tidings.engine.positions import PositionError, step_at
 from tidings.engine.runner import WAIT_STARTED, Runner
 from tidings.engine.triggers import apply_trigger
-from tidings.errors import ConditionError
 from tidings.model.durations import format_duration
 from tidings.model.events import Event
 from tidings.model.runs import Outcome, Run, RunStatus
@@ -149,26 +147,9 @@ def _resume_waiters(draft: Draft, workflows: Sequence[CompiledWorkflow], event: 
             continue
         if not isinstance(step, WaitForStep):
             continue
-        context = build_context(
-            contact=draft.contact,
-            event=event.template_view(),
-            now=draft.now,
-            history=draft.history,
-            run=run,
-        )
-        try:
-            if not all_hold(workflow.conditions, step.wait_for.if_, context):
-                continue
-        except ConditionError as exc:
-            draft.note(
-                TraceKind.error,
-                f"wait_for: {exc}",
-                workflow_id=run.workflow_id,
-                run=run,
-                step=run.position,
-            )
-            continue
-        Runner(draft, workflow).resume_on_event(run, event)
+        runner = Runner(draft, workflow)
+        if runner.wait_for_holds(run, step, event):
+            runner.resume_on_event(run, event)
 
 
 def _after_wait_began(run: Run, event: Event) -> bool:

@@ -11,11 +11,12 @@ they end runs whose exit goal they reach as long as the goal event is dated at o
 run's start, and history conditions see them by event time from then on. A message already
 recorded in the outbox is not recalled; one not yet recorded never will be once the run exited.
 A late *trigger* is the mirror case: before deciding an event that triggers a workflow with
-exit goals, the contact's goal events received before it (lower `seq`) and dated at or after
-it are read and given to the core (`ContactState.applied_after`), which ends a run they had
-already reached at once (`tidings.engine.goals`). A replay (`virtual_time`) applies events in
-event-time order, where a trigger is never late (a tie of the same instant is not looked up),
-and skips that read.
+exit goals or `wait_for`s, the contact's events of those names received before it (lower
+`seq`) and dated at or after it are read and given to the core (`ContactState.applied_after`),
+which ends at once a run whose goal they had already reached (`tidings.engine.goals`) and lets
+a `wait_for` the new run reaches in that same decision take one (`tidings.engine.runner`).
+A replay (`virtual_time`) applies events in event-time order, where a trigger is never late (a
+tie of the same instant is not looked up), and skips that read.
 
 A decision that raises (a bug, not a template or condition error — those are recorded by the
 core) must not block the log: the batch is retried event by event, and the one that fails is
@@ -157,14 +158,16 @@ class Processor:
     def _applied_after(
         self, uow: UnitOfWork, state: ContactState, event: Event, now: datetime
     ) -> Sequence[Event]:
-        """The goal events a run this event triggers may already have met (it came late)."""
-        names = {
-            name
-            for workflow in self.registry.current
-            if event.name in workflow.definition.trigger.event
-            for goal in workflow.definition.exit
-            for name in goal.event
-        }
+        """The events a run this event triggers may already have met as a goal or awaited as
+        a `wait_for` (received before it, dated at or after it: it came late)."""
+        names: set[str] = set()
+        for workflow in self.registry.current:
+            definition = workflow.definition
+            if event.name in definition.trigger.event:
+                names.update(name for goal in definition.exit for name in goal.event)
+                for step in _walk(definition.steps):
+                    if isinstance(step, WaitForStep):
+                        names.update(step.wait_for.event)
         if not names or event.seq is None:
             return ()
         since = min(event.occurred_at, now)  # a run's goal horizon (see engine.goals)
