@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +17,12 @@ from tidings.cli.main import app
 from tidings.engine.core import Environment
 from tidings.model.contacts import Channel, Contact
 from tidings.model.events import Event, IdentifierKind
+from tidings.service import shapes
 from tidings.service.consent import unsubscribe
+from tidings.service.ingest import IngestService
 from tidings.service.processing import Processor
 from tidings.service.registry import WorkflowRegistry
+from tidings.service.validation import parse_json
 
 T0 = datetime(2030, 2, 4, 9, 0, tzinfo=UTC)
 
@@ -162,6 +166,44 @@ def test_explain_one_workflow_and_a_skip_for_an_unsubscribed_contact(
     assert "email 'welcome' skipped: unsubscribed from email" in out
     assert "unsubscribed from: email" in out
     assert "Next: nothing is waiting" in out
+
+
+def test_explain_shows_an_identifier_that_pointed_at_another_contact_and_the_rule(
+    database: dict[str, str],
+) -> None:
+    # Given Carl (by email) and Dora (by ext_id) exist, and an event names Carl's email
+    # together with Dora's ext_id
+    store = SqlStore(database["TIDINGS_DATABASE_URL"])
+    ids = iter(["101", "102"])
+    service = IngestService(store, ManualClock(T0), new_contact_id=lambda: next(ids))
+    for identifiers in (
+        {"email_id": "carl@example.com"},
+        {"ext_id": "dora-1"},
+        {"email_id": "carl@example.com", "ext_id": "dora-1"},
+    ):
+        raw = json.dumps({"event_name": "page_viewed", "identifiers": identifiers}).encode()
+        event = shapes.brevo_event(parse_json(raw), now=T0, limits=service.limits)
+        service.ingest_now(service.submission([event], key_id="k", body=raw))
+    with store.transaction() as uow:
+        [conflicted] = [e for e in uow.contact_events("101") if e.conflicts]
+    store.close()
+
+    # When the operator asks about Carl
+    code, out, _ = run(database, "explain", "carl@example.com")
+
+    # Then the trace says which identifier pointed at whom, and which rule kept the event
+    assert code == 0
+    assert out.startswith("Contact 101 (email_id=carl@example.com)\n")
+    assert (
+        "General\n"
+        f"  2030-02-04 09:00:00 UTC  conflict        event page_viewed ({conflicted.id}): "
+        "ext_id 'dora-1' not attached (belongs to contact 102); the event was recorded on "
+        "contact 101, which holds its first known identifier (email_id 'carl@example.com'); "
+        "nothing was moved or merged\n"
+    ) in out
+    code, dora, _ = run(database, "explain", "dora-1")
+    assert (code, dora.startswith("Contact 102 (ext_id=dora-1)\n")) == (0, True)
+    assert "conflict" not in dora  # Dora keeps her ext_id; the event is not hers
 
 
 def test_explain_an_unknown_contact_exits_1(database: dict[str, str]) -> None:

@@ -58,13 +58,15 @@ def make_state(
     runs: Sequence[Run] = (),
     last_runs: Sequence[Run] = (),
     history: Sequence[Event] = (),
+    applied_after: Sequence[Event] = (),
 ) -> ContactState:
-    """Ann's state: her active runs, last runs and history."""
+    """Ann's state: her active runs, last runs, history and events applied out of order."""
     return ContactState(
         contact=contact or make_contact(),
         runs=list(runs),
         last_runs=list(last_runs),
         history=list(history),
+        applied_after=list(applied_after),
     )
 
 

@@ -12,6 +12,7 @@ from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceKind
 
 SECOND = timedelta(seconds=1)
+MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -124,7 +125,128 @@ def test_a_goal_ends_queued_runs_too_without_starting_them(abandoned, env) -> No
     assert TraceKind.run_started not in kinds(decision)
 
 
+@pytest.mark.parametrize(
+    ("mode", "order_at", "order_cart", "outcome", "first_kinds"),
+    [
+        # the order came first but is dated after the cart: the goal was already met
+        ("restart", T0 + 10 * MINUTE, "k1", Outcome.exited_goal, [TraceKind.exited]),
+        ("single", T0 + 10 * MINUTE, "k1", Outcome.exited_goal, [TraceKind.exited]),
+        ("parallel", T0, "k1", Outcome.exited_goal, [TraceKind.exited]),  # same instant counts
+        # an order for another cart, or one dated before the cart, reaches no goal of this run
+        ("restart", T0 + 10 * MINUTE, "k2", None, [TraceKind.wait]),
+        ("restart", T0 - 10 * MINUTE, "k1", None, [TraceKind.wait]),
+    ],
+)
+def test_a_late_trigger_whose_goal_was_already_met_ends_at_once(
+    abandoned, env, mode, order_at, order_cart, outcome, first_kinds
+) -> None:
+    workflow = abandoned(mode=mode)
+    # Given Ann's order was applied first, but the cart it completes arrives only now
+    order = make_event(
+        "order_completed", order_at, received_at=T0 + 20 * MINUTE, cart_id=order_cart
+    )
+    state = make_state(applied_after=[order])
+    # When the late cart_updated (dated T0) is applied
+    decision = on_event([workflow], state, cart(), T0 + 20 * MINUTE, env)
+    # Then the run ends by its goal before its first step, saying which event met it and why
+    run = run_of(decision)
+    assert run.outcome is outcome
+    assert kinds(decision)[:2] == [TraceKind.trigger_matched, TraceKind.run_started]
+    assert kinds(decision)[2:3] == first_kinds
+    assert decision.messages == []
+    if outcome is Outcome.exited_goal:
+        assert (run.status, run.reason, run.due_at) == (RunStatus.finished, "bought", None)
+        [exited] = messages_of(decision, TraceKind.exited)
+        dated = order_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert exited == (
+            f"run exited_goal: bought (exit goal met by order_completed ({order.id}) "
+            f"dated {dated}, received before this trigger)"
+        )
+
+
+def test_a_late_trigger_queued_behind_a_run_is_exited_by_a_goal_already_met(abandoned, env):
+    workflow = abandoned(mode="queued")
+    state = started(workflow, env)  # a run for k1 waits since T0
+    # The order for k1 (dated T0+30m) ended that run; a cart dated T0+20m arrives after it
+    order = make_event("order_completed", T0 + 30 * MINUTE, cart_id="k1")
+    state = after(state, on_event([workflow], state, order, T0 + 30 * MINUTE, env))
+    assert state.runs == []
+    # a second waiting run keeps the line busy, so the late cart is queued behind it
+    other = after(
+        state, on_event([workflow], state, cart(at=T0 + 31 * MINUTE), T0 + 31 * MINUTE, env)
+    )
+    late_state = ContactState(
+        contact=other.contact,
+        runs=other.runs,
+        last_runs=other.last_runs,
+        applied_after=[order],
+    )
+    decision = on_event([workflow], late_state, cart(at=T0 + 20 * MINUTE), T0 + 40 * MINUTE, env)
+    [run] = [r for r in decision.runs if r.event["date"] == (T0 + 20 * MINUTE).isoformat()]
+    assert (run.status, run.outcome) == (RunStatus.finished, Outcome.exited_goal)
+    assert kinds(decision) == [TraceKind.trigger_matched, TraceKind.run_queued, TraceKind.exited]
+
+
 # ---------------------------------------------------------------------------------- wait_for
+
+
+CONFIRM = """
+id: confirm
+trigger: {event: signed_up}
+steps:
+  - wait_for:
+      event: email_confirmed
+      if: "event.properties.ok"
+      timeout: 1d
+  - wait_for: {event: email_confirmed, timeout: 1d, on_timeout: [{exit: once}]}
+  - exit: twice
+"""
+
+
+@pytest.mark.parametrize(
+    ("confirmations", "position", "reason"),
+    [
+        # awaited before the late trigger arrived, dated after it: the wait takes it at once
+        ([(10, True)], "1", None),
+        ([(10, True), (12, True)], "2", "twice"),  # one event each, in date order
+        ([(-10, True)], "0", None),  # dated before the trigger: it happened before the wait
+        ([(10, False)], "0", None),  # the wait's condition is false
+    ],
+)
+def test_a_late_trigger_s_wait_for_takes_an_awaited_event_that_came_first(
+    make_workflow, env, confirmations, position, reason
+) -> None:
+    workflow = make_workflow(CONFIRM)
+    early = [
+        make_event("email_confirmed", T0 + minutes * MINUTE, ok=ok) for minutes, ok in confirmations
+    ]
+    state = make_state(applied_after=early)
+    signup = make_event("signed_up", T0)
+    decision = on_event([workflow], state, signup, T0 + 20 * MINUTE, env)
+    run = run_of(decision)
+    assert (run.position, run.reason) == (position, reason)
+    dated = (T0 + 10 * MINUTE).strftime("%Y-%m-%d %H:%M:%S UTC")
+    resumed = messages_of(decision, TraceKind.resumed)
+    if position == "0":
+        assert (run.status, resumed) == (RunStatus.waiting, [])
+    else:
+        assert resumed[0] == (
+            f"received email_confirmed ({early[0].id}) dated {dated}, received before this trigger"
+        )
+        assert len(resumed) == int(position)
+
+
+def test_an_awaited_event_applied_earlier_does_not_count_for_a_wait_begun_by_a_timer(
+    abandoned, env
+) -> None:
+    workflow = abandoned()
+    state = started(workflow, env)
+    viewed = make_event("cart_viewed", T0 + HOUR / 2, cart_id="k1")
+    state = ContactState(
+        contact=state.contact, runs=state.runs, last_runs=state.last_runs, applied_after=[viewed]
+    )
+    fired = on_timer(workflow, state.runs[0], state, T0 + HOUR, env)
+    assert run_of(fired).waiting_for == ("cart_viewed",)
 
 
 def test_wait_for_resumes_on_the_event_into_on_event_with_that_event(abandoned, env) -> None:

@@ -9,7 +9,13 @@ import pytest
 
 from tidings.model.contacts import Contact
 from tidings.model.events import Event, IdentifierKind
-from tidings.service.contacts import merged_attributes, random_contact_id, resolve
+from tidings.model.trace import TraceKind
+from tidings.service.contacts import (
+    conflict_trace,
+    merged_attributes,
+    random_contact_id,
+    resolve,
+)
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 K = IdentifierKind
@@ -113,6 +119,41 @@ def test_resolution_rule(
     assert (result.contact.id, result.is_new) == (winner, is_new)
     assert {k.value: v for k, v in result.contact.identifiers.items()} == identifiers
     assert {k.value: v for k, v in result.conflicts.items()} == conflicts
+
+
+@pytest.mark.parametrize(
+    ("event_ids", "messages"),
+    [
+        ({"email_id": "ann@x.org"}, []),
+        (
+            {"ext_id": "bob", "email_id": "ann@x.org"},
+            [
+                "event seen (e1): ext_id 'bob' not attached (belongs to contact 2); the event "
+                "was recorded on contact 1, which holds its first known identifier "
+                "(email_id 'ann@x.org'); nothing was moved or merged"
+            ],
+        ),
+        (
+            {"phone_id": "+336", "ext_id": "robert"},
+            [
+                "event seen (e1): ext_id 'robert' not attached (contact 2 already has ext_id "
+                "'bob'); the event was recorded on contact 2, which holds its first known "
+                "identifier (phone_id '+336'); nothing was moved or merged"
+            ],
+        ),
+    ],
+    ids=["no conflict", "held by another contact", "kind already held"],
+)
+def test_conflicts_are_traced_on_the_winner_with_the_rule(
+    event_ids: dict[str, str], messages: list[str]
+) -> None:
+    event = make_event(**event_ids)
+    result = resolve(event, {"1": ANN, "2": BOB}, now=T0, new_id=lambda: "new")
+    trace = conflict_trace(event, result)
+    assert [entry.message for entry in trace] == messages
+    assert {(e.contact_id, e.workflow_id, e.kind, e.at) for e in trace} <= {
+        (result.contact.id, "*", TraceKind.conflict, T0)
+    }
 
 
 @pytest.mark.parametrize(

@@ -122,15 +122,19 @@ class World:
 
 @pytest.fixture
 def make_world(store: Store, tmp_path: Path) -> Callable[..., World]:
-    """A world over the parametrised store; `unsubscribe_url` may be replaced (e.g. to fail)."""
+    """A world over the parametrised store; `unsubscribe_url` may be replaced (e.g. to fail),
+    and `extra` workflows (file name -> YAML) added to the usual ones."""
 
-    def _make(unsubscribe_url: Callable[[str, Channel], str | None] | None = None) -> World:
+    def _make(
+        unsubscribe_url: Callable[[str, Channel], str | None] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> World:
         templates, workflows = tmp_path / "templates", tmp_path / "workflows"
         templates.mkdir(exist_ok=True)
         workflows.mkdir(exist_ok=True)
         for name, text in TEMPLATES.items():
             (templates / name).write_text(text, encoding="utf-8")
-        for name, text in WORKFLOWS.items():
+        for name, text in {**WORKFLOWS, **(extra or {})}.items():
             (workflows / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
         registry, outcome = WorkflowRegistry.from_directory(workflows, templates)
         assert outcome.problems == [], [str(p) for p in outcome.problems]
@@ -219,6 +223,110 @@ def test_a_late_event_still_reaches_the_exit_goal_of_a_waiting_run(
     assert (runs["K1"].outcome, runs["K1"].reason) == (Outcome.exited_goal, "bought")
     assert runs["K2"].outcome is Outcome.finished
     assert [m.subject for m in world.messages()] == ["Your cart K2"]
+
+
+# A workflow that asks the history makes the processor read it whole (another code path).
+ASKS_HISTORY = {
+    "loyal.yaml": """
+        id: loyal
+        trigger:
+          event: signed_up
+          if: "count_events('order_completed') > 2"
+        steps:
+          - send_email: {template: welcome}
+        """
+}
+
+
+@pytest.mark.parametrize("history", [False, True], ids=["no_history", "history"])
+@pytest.mark.parametrize("batch", [False, True], ids=["one_by_one", "same_batch"])
+def test_a_cart_arriving_after_its_order_sends_no_reminder(
+    make_world: Callable[..., World], batch: bool, history: bool
+) -> None:
+    world = make_world(extra=ASKS_HISTORY if history else None)
+    assert world.processor.registry.uses_history is history
+    world.contact()
+    world.clock.advance(timedelta(minutes=15))
+    # Given the order (dated 10:10) is logged first and the cart it completes (10:00) after it
+    order = world.event("order_completed", at=T0 + timedelta(minutes=10), cart_id="K1")
+    if not batch:
+        world.processor.run_until_idle()
+    world.event("cart_updated", at=T0, cart_id="K1", total=42)
+    # When both are applied and the reminder's hour has long passed
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(hours=2))
+    world.processor.run_until_idle()
+
+    # Then no reminder: the run ended by its goal when it started, and the trace says why
+    assert world.messages() == []
+    [run] = world.runs()
+    assert (run.key, run.status, run.outcome, run.reason) == (
+        "K1",
+        RunStatus.finished,
+        Outcome.exited_goal,
+        "bought",
+    )
+    assert [(e.kind, e.message) for e in world.trace() if e.workflow_id == "cart"][1:] == [
+        (TraceKind.run_started, "run started (key 'K1')"),
+        (
+            TraceKind.exited,
+            f"run exited_goal: bought (exit goal met by order_completed ({order.id}) "
+            "dated 2030-03-04 10:10:00 UTC, received before this trigger)",
+        ),
+    ]
+
+
+def test_a_cart_after_an_earlier_order_still_gets_its_reminder(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.contact()
+    world.event("order_completed", at=T0 - timedelta(minutes=10), cart_id="K1")  # before the cart
+    world.event("cart_updated", at=T0, cart_id="K1", total=42)
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(hours=1))
+    world.processor.run_until_idle()
+
+    assert [m.subject for m in world.messages()] == ["Your cart K1"]
+
+
+NUDGE = {
+    "trial.yaml": """
+        id: trial
+        trigger:
+          event: trial_started
+        steps:
+          - wait_for:
+              event: card_added
+              timeout: 1d
+              on_event: [{exit: paid}]
+              on_timeout:
+                - send_email: {template: welcome}
+        """
+}
+
+
+def test_a_late_trigger_s_wait_for_takes_the_awaited_event_that_came_first(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world(extra=NUDGE)
+    world.contact()
+    world.clock.advance(timedelta(minutes=15))
+    # The card (10:10) is logged before the trial it ends (10:00), which comes late
+    card = world.event("card_added", at=T0 + timedelta(minutes=10))
+    world.processor.run_until_idle()
+    world.event("trial_started", at=T0)
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(days=2))
+    world.processor.run_until_idle()
+
+    assert world.messages() == []
+    [run] = world.runs()
+    assert (run.outcome, run.reason) == (Outcome.exited_step, "paid")
+    assert (
+        f"received card_added ({card.id}) dated 2030-03-04 10:10:00 UTC, "
+        "received before this trigger"
+    ) in [e.message for e in world.trace() if e.kind is TraceKind.resumed]
 
 
 def test_a_decision_that_raises_is_quarantined_with_an_error_trace_and_blocks_nothing(

@@ -34,12 +34,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from tidings.compile.loader import CompiledWorkflow
-from tidings.engine.context import all_hold, build_context
 from tidings.engine.decision import ContactState, Decision, Draft, Environment
+from tidings.engine.goals import goal_horizon, goal_reached
 from tidings.engine.positions import PositionError, step_at
 from tidings.engine.runner import WAIT_STARTED, Runner
-from tidings.engine.triggers import TRIGGERED_AT, apply_trigger
-from tidings.errors import ConditionError
+from tidings.engine.triggers import apply_trigger
 from tidings.model.durations import format_duration
 from tidings.model.events import Event
 from tidings.model.runs import Outcome, Run, RunStatus
@@ -120,9 +119,9 @@ def _exit_goals(draft: Draft, workflows: Sequence[CompiledWorkflow], event: Even
     reached: list[tuple[CompiledWorkflow, Run, Goal]] = []
     for run in draft.active_runs():
         workflow = _workflow_for(workflows, run)
-        if workflow is None or event.occurred_at < _goal_horizon(run):
+        if workflow is None or event.occurred_at < goal_horizon(run):
             continue
-        goal = _goal_reached(draft, workflow, run, event)
+        goal = goal_reached(draft, workflow, run, event)
         if goal is not None:
             reached.append((workflow, run, goal))
     reached.sort(key=lambda item: item[1].status is not RunStatus.queued)
@@ -132,33 +131,6 @@ def _exit_goals(draft: Draft, workflows: Sequence[CompiledWorkflow], event: Even
             continue
         reason = goal.reason or f"goal reached: {event.name}"
         Runner(draft, workflow).finish(current, Outcome.exited_goal, reason)
-
-
-def _goal_horizon(run: Run) -> datetime:
-    """Goals count from the trigger event's date (client clocks and processing lag aside)."""
-    raw = run.vars.get(TRIGGERED_AT)
-    triggered = datetime.fromisoformat(raw) if isinstance(raw, str) else run.started_at
-    return min(triggered, run.started_at)
-
-
-def _goal_reached(draft: Draft, workflow: CompiledWorkflow, run: Run, event: Event) -> Goal | None:
-    """The first exit goal of the workflow this event reaches for this run, if any."""
-    context = build_context(
-        contact=draft.contact,
-        event=event.template_view(),
-        now=draft.now,
-        history=draft.history,
-        run=run,
-    )
-    for goal in workflow.definition.exit:
-        if event.name not in goal.event:
-            continue
-        try:
-            if all_hold(workflow.conditions, goal.if_, context):
-                return goal
-        except ConditionError as exc:
-            draft.note(TraceKind.error, f"exit goal: {exc}", workflow_id=run.workflow_id, run=run)
-    return None
 
 
 def _resume_waiters(draft: Draft, workflows: Sequence[CompiledWorkflow], event: Event) -> None:
@@ -175,26 +147,9 @@ def _resume_waiters(draft: Draft, workflows: Sequence[CompiledWorkflow], event: 
             continue
         if not isinstance(step, WaitForStep):
             continue
-        context = build_context(
-            contact=draft.contact,
-            event=event.template_view(),
-            now=draft.now,
-            history=draft.history,
-            run=run,
-        )
-        try:
-            if not all_hold(workflow.conditions, step.wait_for.if_, context):
-                continue
-        except ConditionError as exc:
-            draft.note(
-                TraceKind.error,
-                f"wait_for: {exc}",
-                workflow_id=run.workflow_id,
-                run=run,
-                step=run.position,
-            )
-            continue
-        Runner(draft, workflow).resume_on_event(run, event)
+        runner = Runner(draft, workflow)
+        if runner.wait_for_holds(run, step, event):
+            runner.resume_on_event(run, event)
 
 
 def _after_wait_began(run: Run, event: Event) -> bool:

@@ -31,6 +31,10 @@ class ContactState:
     runs: Sequence[Run]  # this contact's active runs (queued/waiting), all workflows, oldest first
     last_runs: Sequence[Run] = ()  # most recent run per (workflow, key), any status
     history: Sequence[Event] = ()  # the contact's events by event time (may be empty)
+    # Events of this contact applied before the one being decided (received earlier) yet dated
+    # at or after it: exit goals a run it starts already reached (engine.goals), events a
+    # `wait_for` it reaches at once already received (engine.runner).
+    applied_after: Sequence[Event] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Draft:
         self.now = now
         self.env = env
         self.contact = state.contact
+        self.current = current  # the event being decided (None for a timer)
         self.history = History(state.history, now, current)
         self._runs: dict[str, Run] = {}
         self._messages: list[Message] = []

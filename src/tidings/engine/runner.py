@@ -17,7 +17,10 @@ Decisions:
 - A date already past is due now: the run still stops at the wait (status `waiting`,
   `due_at = now`) and the trace says so, so the timer path (and its late policy) is the same
   for every wait.
-- A `wait_for` remembers when it began (`vars["wait_started_at"]`) for event matching.
+- A `wait_for` remembers when it began (`vars["wait_started_at"]`) for event matching. One
+  reached in the decision of the run's own trigger takes at once an awaited event applied
+  before that trigger but dated at or after it (`ContactState.applied_after`): in event-time
+  order the wait began at the trigger's date and that event came during it.
 - A position that does not name the expected step in the workflow given (a run of another
   version) ends the run with Outcome.error rather than guessing.
 - When a run finishes for any reason but `restarted`, the oldest queued run of the same
@@ -33,6 +36,7 @@ from tidings.compile.loader import CompiledWorkflow
 from tidings.engine.actions import StepCall, send_email, send_sms, update_contact
 from tidings.engine.context import all_hold, build_context, lookup
 from tidings.engine.decision import Draft
+from tidings.engine.goals import GoalMet, goal_horizon
 from tidings.engine.positions import PositionError, branch_path, next_path, resolve, step_at
 from tidings.engine.timing import due_from_date, next_time_of_day, resolve_zone
 from tidings.errors import ConditionError
@@ -61,11 +65,13 @@ class Runner:
         self.draft = draft
         self.workflow = workflow
         self.steps = workflow.definition.steps
+        self._early: list[Event] = []  # awaited events a late trigger's run took, in order
 
     # ------------------------------------------------------------------ entry points
 
-    def start(self, run: Run) -> Run:
-        """Start a new or queued run: it executes from its first step."""
+    def start(self, run: Run, goal_met: GoalMet | None = None) -> Run:
+        """Start a new or queued run: it executes from its first step, or ends at once when
+        its exit goal was already met (`goal_met`, a late trigger)."""
         now = self.draft.now
         run = run.model_copy(
             update={
@@ -77,6 +83,8 @@ class Runner:
             }
         )
         self._note(TraceKind.run_started, run, f"run started (key {run.key!r})", key=run.key)
+        if goal_met is not None:
+            return self.finish(run, Outcome.exited_goal, goal_met.reason, detail=goal_met.detail)
         return self.execute(run, "0")
 
     def resume_on_timer(self, run: Run, late: str | None = None) -> Run:
@@ -96,16 +104,44 @@ class Runner:
         reason = f"no wait at {run.position!r} in version {self.workflow.version}"
         return self.finish(run, Outcome.error, reason)
 
-    def resume_on_event(self, run: Run, event: Event) -> Run:
-        """A waited-for event arrived: continue into `on_event` with it as the run's event."""
+    def resume_on_event(self, run: Run, event: Event, *, early: bool = False) -> Run:
+        """A waited-for event arrived: continue into `on_event` with it as the run's event
+        (`early`: it was applied before the run's late trigger, see `_arrived_early`)."""
         run = self._advanced(run).model_copy(update={"event": event.snapshot()})
-        self._note(
-            TraceKind.resumed, run, f"received {event.name}", step=run.position, event_id=event.id
-        )
+        message = f"received {event.name}"
+        if early:
+            dated = event.occurred_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+            message += f" ({event.id}) dated {dated}, received before this trigger"
+        self._note(TraceKind.resumed, run, message, step=run.position, event_id=event.id)
         return self.execute(run, branch_path(run.position, "on_event"))
 
-    def finish(self, run: Run, outcome: Outcome, reason: str, *, step: str | None = None) -> Run:
-        """End a run with an outcome; then let the next queued run of its key start."""
+    def wait_for_holds(self, run: Run, step: WaitForStep, event: Event) -> bool:
+        """Whether the event meets the `wait_for`'s conditions (an error is traced: False)."""
+        draft = self.draft
+        context = build_context(
+            contact=draft.contact,
+            event=event.template_view(),
+            now=draft.now,
+            history=draft.history,
+            run=run,
+        )
+        try:
+            return all_hold(self.workflow.conditions, step.wait_for.if_, context)
+        except ConditionError as exc:
+            self._note(TraceKind.error, run, f"wait_for: {exc}", step=run.position)
+            return False
+
+    def finish(
+        self,
+        run: Run,
+        outcome: Outcome,
+        reason: str,
+        *,
+        step: str | None = None,
+        detail: str | None = None,
+    ) -> Run:
+        """End a run with an outcome (`detail` adds to the trace, not to the run's reason);
+        then let the next queued run of its key start."""
         now = self.draft.now
         run = run.model_copy(
             update={
@@ -121,7 +157,8 @@ class Runner:
         )
         self.draft.save(run)
         kind = TraceKind.exited if outcome in _EXITS else TraceKind.finished
-        self._note(kind, run, f"run {outcome}: {reason}", step=step, outcome=outcome.value)
+        message = f"run {outcome}: {reason}" + (f" ({detail})" if detail else "")
+        self._note(kind, run, message, step=step, outcome=outcome.value)
         if outcome is not Outcome.restarted:
             self._start_next_queued(run)
         return run
@@ -217,7 +254,31 @@ class Runner:
             events=list(spec.event),
             due_at=due,
         )
-        return run
+        early = self._arrived_early(run, step)
+        return run if early is None else self.resume_on_event(run, early, early=True)
+
+    def _arrived_early(self, run: Run, step: WaitForStep) -> Event | None:
+        """A late trigger's run reaching a `wait_for` at once: in event-time order the wait
+        began at the trigger's date, so an awaited event applied before the trigger but dated
+        at or after it counts (the earliest that meets the conditions)."""
+        current = self.draft.current
+        if current is None or current.id != run.trigger_event_id:
+            return None  # the run began waiting in its own time, not a late trigger's
+        # A later wait began when the event that ended the previous one happened.
+        horizon = self._early[-1].occurred_at if self._early else goal_horizon(run)
+        taken = {e.id for e in self._early}
+        candidates = sorted(
+            (
+                e
+                for e in self.draft.state.applied_after
+                if e.name in step.wait_for.event and e.occurred_at >= horizon and e.id not in taken
+            ),
+            key=lambda e: (e.occurred_at, e.seq or 0),
+        )
+        found = next((e for e in candidates if self.wait_for_holds(run, step, e)), None)
+        if found is not None:
+            self._early.append(found)
+        return found
 
     # ------------------------------------------------------------------ helpers
 

@@ -10,7 +10,9 @@ For one enabled workflow whose trigger names the event, in this order:
    ends the active run(s) (Outcome.restarted) and starts anew; `queued` adds a queued run that
    starts when the active one finishes, at most `max` waiting in line; `parallel` starts a run
    unless `max` are already active.
-Every refusal is a `trigger_skipped` trace entry with the reason.
+Every refusal is a `trigger_skipped` trace entry with the reason. A run started or queued
+whose exit goal an event applied earlier already reached (a late trigger, see
+`tidings.engine.goals`) ends at once with Outcome.exited_goal, before its first step.
 
 Decisions:
 - Run ids are deterministic: the first 20 hex digits of sha256 over the workflow id, contact id,
@@ -28,6 +30,7 @@ from typing import Any
 from tidings.compile.loader import CompiledWorkflow
 from tidings.engine.context import all_hold, build_context
 from tidings.engine.decision import Draft
+from tidings.engine.goals import TRIGGERED_AT, goal_already_met
 from tidings.engine.runner import Runner
 from tidings.errors import ConditionError, TemplateError
 from tidings.model.durations import format_duration
@@ -37,10 +40,6 @@ from tidings.model.trace import TraceKind
 from tidings.model.workflow import Mode
 
 RUN_ID_HEX = 20
-
-
-TRIGGERED_AT = "triggered_at"
-"""Run var: the trigger event's own date; goals dated before it are history, not goals."""
 
 
 def run_id(workflow_id: str, contact_id: str, key: str, event_id: str) -> str:
@@ -134,6 +133,7 @@ def _apply_mode(draft: Draft, workflow: CompiledWorkflow, run: Run, event: Event
 
     runner = Runner(draft, workflow)
     active = draft.active_runs(definition.id, run.key)
+    met = goal_already_met(draft, workflow, run)
     mode = definition.mode
     if mode is Mode.single and active:
         skip(f"run {active[0].id} is already active for this key (mode single)")
@@ -154,11 +154,13 @@ def _apply_mode(draft: Draft, workflow: CompiledWorkflow, run: Run, event: Event
             run=run,
             key=run.key,
         )
+        if met is not None:
+            runner.finish(run, Outcome.exited_goal, met.reason, detail=met.detail)
         return
     if mode is Mode.parallel and len(active) >= definition.max:
         skip(f"{len(active)} runs already active for this key (max {definition.max})")
         return
-    runner.start(run)
+    runner.start(run, met)
 
 
 def _skip(draft: Draft, workflow_id: str, event: Event, reason: str, **data: Any) -> None:

@@ -27,6 +27,7 @@ class TraceKind(StrEnum):
     exited = "exited"  # goal or exit step
     finished = "finished"
     error = "error"  # a template or condition error, with the reason
+    conflict = "conflict"  # an event's identifier held by another contact: not attached, and why
     delivered = "delivered"
     delivery_failed = "delivery_failed"
 

@@ -5,7 +5,8 @@ of `IdentifierKind` (contact_id, email_id, ext_id, phone_id, whatsapp_id, landli
 the contact holding the first one that is known wins and the event is recorded on it. Other
 identifiers are attached to the winner only when nobody holds them and the winner has no value
 of that kind yet; an identifier that belongs to another contact is never moved (no silent
-merge) and is noted on the event in `conflicts`, which explain and the trace show.
+merge) and is noted on the event in `conflicts` (shown by `GET /v3/events`) and in a `conflict`
+trace entry on the winner (`conflict_trace`, shown by `explain`) naming the rule applied.
 
 Ingestion sees contacts through a `ContactBook`, one per transaction: `GroupContacts` reads every
 contact a group of requests names in one query, resolves the group's events against them in
@@ -25,6 +26,7 @@ from typing import Any, Protocol, cast
 from tidings.errors import BatchEventError, EventError, StoreError
 from tidings.model.contacts import Contact
 from tidings.model.events import AttributeValue, Event, IdentifierKind
+from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import ContactBatch, UnitOfWork
 
 # Brevo's contact ids are integers and JavaScript only counts exactly up to 2**53: new contacts
@@ -32,6 +34,7 @@ from tidings.ports import ContactBatch, UnitOfWork
 # from every SDK. Collisions are checked inside the writing transaction.
 _MAX_CONTACT_ID = 2**53 - 1
 _ID_ATTEMPTS = 16
+GENERAL = "*"  # the trace's workflow for entries about the contact itself (see explain)
 
 
 def random_contact_id() -> str:
@@ -47,6 +50,7 @@ class Resolution:
     is_new: bool
     changed: bool
     conflicts: dict[IdentifierKind, str] = field(default_factory=dict)
+    won_by: tuple[IdentifierKind, str] | None = None  # the first known identifier (None: new)
 
 
 def owner_of(kind: IdentifierKind, value: str, contacts: Mapping[str, Contact]) -> Contact | None:
@@ -69,9 +73,11 @@ def resolve(
 ) -> Resolution:
     """Apply the resolution rule to an event, given the contacts its identifiers point at."""
     winner: Contact | None = None
+    won_by: tuple[IdentifierKind, str] | None = None
     for kind in IdentifierKind:
         value = event.identifiers.get(kind)
         if value is not None and (winner := owner_of(kind, value, known)) is not None:
+            won_by = (kind, value)
             break
     is_new = winner is None
     if winner is None:
@@ -94,7 +100,38 @@ def resolve(
         winner = winner.model_copy(
             update={"identifiers": identifiers, "attributes": attributes, "updated_at": now}
         )
-    return Resolution(contact=winner, is_new=is_new, changed=changed, conflicts=conflicts)
+    return Resolution(
+        contact=winner, is_new=is_new, changed=changed, conflicts=conflicts, won_by=won_by
+    )
+
+
+def conflict_trace(event: Event, resolution: Resolution) -> list[TraceEntry]:
+    """The trace of an event's identifiers that were not attached: which, why, and the rule."""
+    if not resolution.conflicts:
+        return []
+    contact = resolution.contact
+    if resolution.won_by is None:
+        rule = "it was recorded on a new contact"
+    else:
+        kind, value = resolution.won_by
+        rule = (
+            f"the event was recorded on contact {contact.id}, which holds its first known "
+            f"identifier ({kind.value} {value!r}); nothing was moved or merged"
+        )
+    return [
+        TraceEntry(
+            at=event.received_at,
+            contact_id=contact.id,
+            workflow_id=GENERAL,
+            kind=TraceKind.conflict,
+            message=(
+                f"event {event.name} ({event.id}): {kind.value} "
+                f"{event.identifiers.get(kind, '')!r} not attached ({note}); {rule}"
+            ),
+            data={"event_id": event.id, "identifier": kind.value, "conflict": note},
+        )
+        for kind, note in resolution.conflicts.items()
+    ]
 
 
 def merged_attributes(

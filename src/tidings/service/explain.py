@@ -19,7 +19,7 @@ from tidings.model.runs import Run, RunStatus
 from tidings.model.trace import TraceEntry
 from tidings.ports import Store, UnitOfWork
 
-GENERAL = "*"  # trace entries that belong to no workflow (consent, quarantined events)
+GENERAL = "*"  # trace entries that belong to no workflow (consent, conflicts, quarantined events)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from tidings.ports import Clock, Store, UnitOfWork
 from tidings.service.contacts import (
     ContactBook,
     check_contact_ids,
+    conflict_trace,
     contact_book,
     random_contact_id,
     resolve,
@@ -286,6 +287,8 @@ class IngestService:
                 pending.setdefault(digest, (index, event.received_at))
             if resolution.conflicts:
                 conflicts[saved.id] = {k.value: v for k, v in resolution.conflicts.items()}
+                # The trace says so too, so `explain` shows who holds what (docs/ingestion.md).
+                uow.add_trace(conflict_trace(saved, resolution))
         return Outcome(tuple(stored_events), stored, duplicates, new_contacts, conflicts)
 
     def _repeat(

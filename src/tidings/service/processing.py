@@ -11,6 +11,13 @@ they end runs whose exit goal they reach as long as the goal event is dated at o
 run's start, and history conditions see them by event time from then on. A message not yet
 recorded never will be once the run exited; a marketing message recorded but not yet delivered
 is recalled by the delivery worker (`recall`) when it comes due.
+A late *trigger* is the mirror case: before deciding an event that triggers a workflow with
+exit goals or `wait_for`s, the contact's events of those names received before it (lower
+`seq`) and dated at or after it are read and given to the core (`ContactState.applied_after`),
+which ends at once a run whose goal they had already reached (`tidings.engine.goals`) and lets
+a `wait_for` the new run reaches in that same decision take one (`tidings.engine.runner`).
+A replay (`virtual_time`) applies events in event-time order, where a trigger is never late (a
+tie of the same instant is not looked up), and skips that read.
 
 A decision that raises (a bug, not a template or condition error — those are recorded by the
 core) must not block the log: the batch is retried event by event, and the one that fails is
@@ -31,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from tidings.engine.core import ContactState, Decision, Environment, on_event, on_timer
@@ -158,8 +165,38 @@ class Processor:
         state = self._state(uow, event.contact_id)
         if state is None:
             return None
+        if not self.virtual_time:
+            state = replace(state, applied_after=self._applied_after(uow, state, event, now))
         workflows = self.registry.for_runs(_versions(state.runs), uow)
         return on_event(workflows, state, event, now, self.env)
+
+    def _applied_after(
+        self, uow: UnitOfWork, state: ContactState, event: Event, now: datetime
+    ) -> Sequence[Event]:
+        """The events a run this event triggers may already have met as a goal or awaited as
+        a `wait_for` (received before it, dated at or after it: it came late)."""
+        names: set[str] = set()
+        for workflow in self.registry.current:
+            definition = workflow.definition
+            if event.name in definition.trigger.event:
+                names.update(name for goal in definition.exit for name in goal.event)
+                for step in _walk(definition.steps):
+                    if isinstance(step, WaitForStep):
+                        names.update(step.wait_for.event)
+        if not names or event.seq is None:
+            return ()
+        since = min(event.occurred_at, now)  # a run's goal horizon (see engine.goals)
+        if self.registry.uses_history:
+            found: Sequence[Event] = state.history  # already read: spare the query
+        else:
+            found = uow.contact_events(state.contact.id, names=names, since=since)
+        # A lower seq was received, hence applied, before this event (the log's order).
+        before = event.seq
+        return [
+            e
+            for e in found
+            if e.name in names and e.occurred_at >= since and e.seq is not None and e.seq < before
+        ]
 
     # ----------------------------------------------------------------- timers
 
