@@ -36,9 +36,11 @@ def test_each_problem_is_one_line_then_the_summary_and_exit_1():
     bad = FIXTURES / "bad"
     assert result.stdout.splitlines() == [
         f"{bad}/browse_abandonment.yaml:5:5: steps[0].wiat: unknown step 'wiat' (did you mean 'wait'?)",
+        f"{bad}/browse_abandonment.yaml:6:28: steps[1].send_email.template: no email template named "
+        "'abandond_cart' (did you mean 'abandoned_cart'?)",
         f"{bad}/welcome.yaml:3:6: invalid YAML: expected ',' or '}}', but got ':' (while parsing a flow mapping)",
         f"{bad}/winback.yaml:9:20: steps[1].then[0].send_email.subject: syntax error: unexpected '}}'",
-        "3 files, 3 problems",
+        "3 files, 4 problems",
     ]
     assert "\x1b[" not in result.stdout
     assert result.exit_code == 1
@@ -57,6 +59,26 @@ def test_an_unknown_template_names_the_closest_one(tmp_path):
         f"{workflow}:7:17: steps[2].send_email.template: no email template named 'abandond_cart' "
         "(did you mean 'abandoned_cart'?)",
         "1 file, 1 problem",
+    ]
+    assert result.exit_code == 1
+
+
+def test_a_key_error_does_not_hide_the_other_problems_of_the_file(tmp_path):
+    workflow = tmp_path / "cart.yaml"
+    workflow.write_text(
+        'id: cart\ntrigger: {evnt: x, if: "a >"}\n'
+        "steps: [{send_email: {template: nope}}, {exit: done}, {wait: 1h}]\n"
+    )
+
+    result = invoke("validate", str(workflow), "--templates", TEMPLATES)
+
+    assert result.stdout.splitlines() == [
+        f"{workflow}:2:11: trigger.evnt: unknown key 'evnt' (did you mean 'event'?)",
+        f"{workflow}:2:24: trigger.if: syntax error: unexpected 'end of template'",
+        f"{workflow}:3:33: steps[0].send_email.template: no email template named 'nope' "
+        "(expected a file nope.email.html in the templates folder)",
+        f"{workflow}:3:55: steps[2]: unreachable: this step comes after 'exit' (line 3)",
+        "1 file, 4 problems",
     ]
     assert result.exit_code == 1
 
@@ -188,5 +210,7 @@ def test_the_installed_command_validates_and_sets_the_exit_status(command, tmp_p
     assert failing.returncode == 1
     assert failing.stdout.splitlines() == [
         f"{bad}:5:5: steps[0].wiat: unknown step 'wiat' (did you mean 'wait'?)",
-        "1 file, 1 problem",
+        f"{bad}:6:28: steps[1].send_email.template: no email template named 'abandond_cart' "
+        "(did you mean 'abandoned_cart'?)",
+        "1 file, 2 problems",
     ]

@@ -1,12 +1,15 @@
 """Workflow files to compiled workflows, every problem located to `file:line:col`.
 
-Each file goes through the stages in order, and a stage runs only when the one before it left
-something to check:
+Each file goes through these stages:
 
     (a) YAML        parse with line marks (yaml_marks); syntax errors and duplicate keys
     (b) schema      `Workflow.model_validate`; pydantic errors humanised (humanize)
     (c) expressions every condition and inline template compiled once (checks)
     (d) references  templates exist, no empty branches, no step after an exit, id == file stem
+
+(b), (c) and (d) all run once (a) gives a mapping: (c) and (d) walk the document as written,
+checking every part whose value has the type the schema expects there, so a problem the schema
+finds in one place never hides the others (and no part is reported twice).
 
 One bad file never hides another's problems: `load_workflows` checks every file and returns the
 good ones next to the problems of the bad ones. A file with any problem is not loaded.
@@ -155,16 +158,17 @@ def _load(text: str, file: str, source: Path, version: str, catalog: TemplateCat
         line, column = doc.mark(())
         message = f"expected a workflow (a mapping with id, trigger and steps), found {found}"
         return LoadResult(None, [*problems, Problem(Location(file, line, column), "", message)])
+    # (c) and (d) read the document as written, so they run even when (b) refuses it.
     checker = Checker(doc, file)
     checker.empty_branches()
+    checker.compile_expressions()  # (c)
+    checker.check_references(catalog)  # (d)
+    problems += checker.problems
     try:
         workflow = Workflow.model_validate(doc.data)  # (b)
     except ValidationError as exc:
         problems += schema_problems(exc, doc, file)
-        return LoadResult(None, _sorted(problems + checker.problems))
-    checker.compile_expressions(workflow)  # (c)
-    checker.check_references(workflow, catalog)  # (d)
-    problems += checker.problems
+        return LoadResult(None, _sorted(problems))
     if problems:
         return LoadResult(None, _sorted(problems))
     compiled = CompiledWorkflow(
