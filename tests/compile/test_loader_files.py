@@ -43,7 +43,7 @@ def test_the_good_fixtures_load_without_problems(catalog):
     report = load_workflows([FIXTURES / "good"], catalog)
 
     assert [str(p) for p in report.problems] == []
-    assert report.files == 3
+    assert (report.files, report.templates) == (3, 4)
     assert [w.id for w in report.workflows] == [
         "abandoned_cart",
         "lesson_reminder",

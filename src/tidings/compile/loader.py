@@ -70,7 +70,8 @@ class LoadReport:
 
     workflows: list[CompiledWorkflow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    files: int = 0
+    files: int = 0  # workflow files
+    templates: int = 0  # template files of the catalog they were checked against
 
     @property
     def ok(self) -> bool:
@@ -109,7 +110,7 @@ def load_workflows(paths: Sequence[Path], catalog: TemplateCatalog) -> LoadRepor
 
     The report starts with the catalog's own problems, then each file's in sorted order.
     """
-    report = LoadReport(problems=list(catalog.problems))
+    report = LoadReport(problems=list(catalog.problems), templates=catalog.files)
     files, missing = workflow_files(paths)
     report.problems.extend(missing)
     first_file: dict[str, Path] = {}
