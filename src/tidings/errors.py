@@ -42,7 +42,7 @@ class Location:
     def __str__(self) -> str:
         if self.line <= 0:
             return self.file
-        if self.column <= 0:  # Jinja reports lines only: no made-up column for editors
+        if self.column <= 0:  # no column known (e.g. a template error raised while rendering)
             return f"{self.file}:{self.line}"
         return f"{self.file}:{self.line}:{self.column}"
 

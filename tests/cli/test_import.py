@@ -205,6 +205,33 @@ def test_refused_rows_are_listed_by_line_and_the_good_ones_imported(
     ]
 
 
+def test_a_line_that_is_not_utf8_and_a_short_row_are_refused_by_line_and_the_rest_imported(
+    shop: Shop, tmp_path: Path
+) -> None:
+    csv = tmp_path / "log.csv"
+    csv.write_bytes(
+        b"\n".join(
+            [
+                HEADER.encode(),
+                b"2019-10-01 00:00:00 UTC,view,1,2,,caf\xe9,1.00,7,s",
+                b"2019-10-01 00:00:00 UTC,view,1,2",
+                b"2019-10-01 00:00:00 UTC,view,1,2,,,1.00,7,s",
+            ]
+        )
+    )
+
+    result = invoke(
+        str(csv), "--mapping", str(ROOT / "mappings" / "rees46.yaml"), "--database", shop.url
+    )
+
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "3 rows: 1 events stored as history (no workflow); refused 2; skipped 0",
+        "line 2: not UTF-8 at byte 38 of the line (0xe9)",
+        "line 3: 4 cell(s), the header has 9",
+    ]
+
+
 @dataclass
 class Daemon:
     url: str

@@ -178,7 +178,10 @@ def test_a_broken_template_is_a_problem_and_exits_1_even_when_the_preview_runs(p
 
     result = invoke(workflow(project, BRANCHES), "--event", "event.json")
 
-    assert result.stdout.splitlines()[0].startswith("templates/broken.sms.txt:1: syntax error")
+    assert result.stdout.splitlines()[0] == (
+        "templates/broken.sms.txt:1:7: syntax error: Expected an expression, got 'end of "
+        "statement block'"
+    )
     assert "2 messages on 2 paths, no errors" in result.stdout
     assert result.exit_code == 1
 

@@ -173,6 +173,20 @@ def test_bad_rows_are_reported_by_line_counted_and_the_good_ones_still_replayed(
     assert "  replayed 1 · timers fired 1 · messages 1" in result.stdout
 
 
+def test_a_line_that_is_not_utf8_is_refused_and_the_rest_replayed(project: Path) -> None:
+    path = project / "log.jsonl"
+    good = event("cart_updated", "2030-01-01T10:00:00Z", cart_id="K1")
+    path.write_bytes(b'{"event_name": "caf\xe9"}\n' + good.encode() + b"\n")
+
+    result = simulate("--events", str(path))
+
+    assert result.exit_code == 1
+    assert "  rows 2 · events 1 · refused 1 · skipped 0" in result.stdout
+    refused = result.stdout.split("Refused rows (1; first 1)\n")[1].splitlines()
+    assert refused[0] == "  line 1: not UTF-8 at byte 20 of the line (0xe9)"
+    assert "  replayed 1 · timers fired 1 · messages 1" in result.stdout
+
+
 def test_skipped_rows_are_counted_by_reason(project: Path) -> None:
     rows = [
         ROWS[0],

@@ -26,7 +26,7 @@ def invoke(*args: str):
 def test_valid_workflows_print_the_summary_and_exit_0():
     result = invoke("validate", str(FIXTURES / "good"), "--templates", TEMPLATES)
 
-    assert result.stdout == "3 files, 0 problems\n"
+    assert result.stdout == "7 files (3 workflows, 4 templates), 0 problems\n"
     assert result.exit_code == 0
 
 
@@ -36,9 +36,11 @@ def test_each_problem_is_one_line_then_the_summary_and_exit_1():
     bad = FIXTURES / "bad"
     assert result.stdout.splitlines() == [
         f"{bad}/browse_abandonment.yaml:5:5: steps[0].wiat: unknown step 'wiat' (did you mean 'wait'?)",
+        f"{bad}/browse_abandonment.yaml:6:28: steps[1].send_email.template: no email template named "
+        "'abandond_cart' (did you mean 'abandoned_cart'?)",
         f"{bad}/welcome.yaml:3:6: invalid YAML: expected ',' or '}}', but got ':' (while parsing a flow mapping)",
         f"{bad}/winback.yaml:9:20: steps[1].then[0].send_email.subject: syntax error: unexpected '}}'",
-        "3 files, 3 problems",
+        "7 files (3 workflows, 4 templates), 4 problems",
     ]
     assert "\x1b[" not in result.stdout
     assert result.exit_code == 1
@@ -56,7 +58,27 @@ def test_an_unknown_template_names_the_closest_one(tmp_path):
     assert result.stdout.splitlines() == [
         f"{workflow}:7:17: steps[2].send_email.template: no email template named 'abandond_cart' "
         "(did you mean 'abandoned_cart'?)",
-        "1 file, 1 problem",
+        "5 files (1 workflow, 4 templates), 1 problem",
+    ]
+    assert result.exit_code == 1
+
+
+def test_a_key_error_does_not_hide_the_other_problems_of_the_file(tmp_path):
+    workflow = tmp_path / "cart.yaml"
+    workflow.write_text(
+        'id: cart\ntrigger: {evnt: x, if: "a >"}\n'
+        "steps: [{send_email: {template: nope}}, {exit: done}, {wait: 1h}]\n"
+    )
+
+    result = invoke("validate", str(workflow), "--templates", TEMPLATES)
+
+    assert result.stdout.splitlines() == [
+        f"{workflow}:2:11: trigger.evnt: unknown key 'evnt' (did you mean 'event'?)",
+        f"{workflow}:2:24: trigger.if: syntax error: unexpected 'end of template'",
+        f"{workflow}:3:33: steps[0].send_email.template: no email template named 'nope' "
+        "(expected a file nope.email.html in the templates folder)",
+        f"{workflow}:3:55: steps[2]: unreachable: this step comes after 'exit' (line 3)",
+        "5 files (1 workflow, 4 templates), 4 problems",
     ]
     assert result.exit_code == 1
 
@@ -70,13 +92,14 @@ def test_files_and_folders_can_be_mixed(tmp_path):
         TEMPLATES,
     )
 
-    assert result.stdout.splitlines()[-1] == "4 files, 1 problem"
+    assert result.stdout.splitlines()[-1] == "8 files (4 workflows, 4 templates), 1 problem"
     assert result.exit_code == 1
 
 
-def test_template_problems_are_reported_too(tmp_path):
+def test_template_problems_are_reported_too(tmp_path, monkeypatch):
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "hello.sms.txt").write_text("Hi {{ contact.FIRSTNAME\n")
+    monkeypatch.chdir(tmp_path)
 
     result = invoke(
         "validate",
@@ -86,11 +109,32 @@ def test_template_problems_are_reported_too(tmp_path):
     )
 
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("templates/hello.sms.txt:1:")
-    assert "syntax error" in lines[0]
+    assert lines[0] == (
+        "templates/hello.sms.txt:1:24: syntax error: unexpected end of template, expected "
+        "'end of print statement'."
+    )
     assert "steps[0].send_email.template: no email template named 'order_shipped'" in lines[1]
-    assert lines[2:] == ["1 file, 2 problems"]
+    assert lines[2:] == ["2 files (1 workflow, 1 template), 2 problems"]
     assert result.exit_code == 1
+
+
+def test_a_template_outside_the_working_folder_is_named_by_its_absolute_path(tmp_path, monkeypatch):
+    templates = tmp_path / "x" / "tpl"
+    templates.mkdir(parents=True)
+    (templates / "broken.email.html").write_text(
+        "---\nsubject: Hi\n---\n<p>\n  {{ contact.FIRSTNAME }</p>\n"
+    )
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+
+    result = invoke(
+        "validate", str(FIXTURES / "good" / "order_shipped.yml"), "--templates", str(templates)
+    )
+
+    assert result.stdout.splitlines()[0] == (
+        f"{templates}/broken.email.html:5:24: syntax error: unexpected '}}'"
+    )
+    assert Path(result.stdout.split(":")[0]).is_file()
 
 
 def test_defaults_are_the_workflows_and_templates_folders(tmp_path, monkeypatch):
@@ -100,7 +144,7 @@ def test_defaults_are_the_workflows_and_templates_folders(tmp_path, monkeypatch)
 
     result = invoke("validate")
 
-    assert result.stdout == "3 files, 0 problems\n"
+    assert result.stdout == "7 files (3 workflows, 4 templates), 0 problems\n"
     assert result.exit_code == 0
 
 
@@ -184,9 +228,11 @@ def test_the_installed_command_validates_and_sets_the_exit_status(command, tmp_p
         cwd=tmp_path,
     )
 
-    assert (good.returncode, good.stdout) == (0, "3 files, 0 problems\n")
+    assert (good.returncode, good.stdout) == (0, "7 files (3 workflows, 4 templates), 0 problems\n")
     assert failing.returncode == 1
     assert failing.stdout.splitlines() == [
         f"{bad}:5:5: steps[0].wiat: unknown step 'wiat' (did you mean 'wait'?)",
-        "1 file, 1 problem",
+        f"{bad}:6:28: steps[1].send_email.template: no email template named 'abandond_cart' "
+        "(did you mean 'abandoned_cart'?)",
+        "5 files (1 workflow, 4 templates), 2 problems",
     ]

@@ -48,8 +48,8 @@ def problems(body: str) -> list[str]:
             "cart.yaml:4:21: steps[0].update_contact: expected at least 1 item, found an empty mapping",
         ),
         (
-            "steps:\n  - send_email: {template: x, transactional: maybe}\n",
-            "cart.yaml:4:46: steps[0].send_email.transactional: expected true or false, found 'maybe'",
+            "steps:\n  - send_sms: {text: x, transactional: maybe}\n",
+            "cart.yaml:4:40: steps[0].send_sms.transactional: expected true or false, found 'maybe'",
         ),
         (
             "steps:\n  - exit: null\n",

@@ -378,6 +378,96 @@ def test_every_problem_of_a_file_is_reported_in_line_order(load):
     ]
 
 
+def test_a_schema_problem_does_not_hide_the_later_stages(load):
+    result = load(
+        """
+        id: cart
+        trigger: {evnt: cart_updated, if: "event.properties.total >"}
+        steps:
+          - send_email: {template: nope}
+          - if: contact.VIP
+            then: [{wait: 1h}]
+            else: []
+          - exit: done
+          - wait: 1h
+        """
+    )
+
+    assert lines(result) == [
+        "cart.yaml:2:11: trigger.evnt: unknown key 'evnt' (did you mean 'event'?)",
+        "cart.yaml:2:35: trigger.if: syntax error: unexpected 'end of template'",
+        "cart.yaml:4:28: steps[0].send_email.template: no email template named 'nope' "
+        "(expected a file nope.email.html in the templates folder)",
+        "cart.yaml:7:11: steps[1].else: empty 'else' branch: add steps or remove the key",
+        "cart.yaml:9:5: steps[3]: unreachable: this step comes after 'exit' (line 8)",
+    ]
+    assert result.workflow is None
+
+
+def test_steps_that_validate_are_checked_next_to_one_that_does_not(load):
+    result = load(
+        """
+        id: cart
+        trigger: {event: cart_updated}
+        steps:
+          - wait: {for: 1h, extra: 1}
+          - wait_for:
+              event: order_completed
+              if: "cart.total > 0"
+              timeout: 1d
+              on_timeout:
+                - exit: gave up
+                - send_sms: {text: "Hi {{ contact.FIRSTNAME }"}
+          - update_contact: {TIER: "{{ event.x }", TAGS: [a]}
+        """
+    )
+
+    assert lines(result) == [
+        "cart.yaml:4:21: steps[0].wait.extra: unknown key 'extra'; expected one of: for, until, "
+        "weekdays, date, offset, timezone",
+        "cart.yaml:7:11: steps[1].wait_for.if: unknown variable 'cart' (known: contact, event, "
+        "params, run, unsubscribe_url, now, has_event, count_events, last_event)",
+        "cart.yaml:11:11: steps[1].wait_for.on_timeout[1]: unreachable: this step comes after "
+        "'exit' (line 10)",
+        "cart.yaml:11:28: steps[1].wait_for.on_timeout[1].send_sms.text: syntax error: "
+        "unexpected '}'",
+        "cart.yaml:12:28: steps[2].update_contact.TIER: syntax error: unexpected '}'",
+        "cart.yaml:12:50: steps[2].update_contact.TAGS: expected a string, a number or a "
+        "boolean, found a list ['a']",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # the condition is not text: only the schema's problem, no compile error
+            "trigger: {event: cart_updated, if: [7]}\nsteps: [{wait: 1h}]\n",
+            ["cart.yaml:2:37: trigger.if[0]: expected a string, found 7"],
+        ),
+        (  # a step whose kind cannot be told is not looked into
+            "trigger: {event: cart_updated}\nsteps: [{sned_email: {template: nope}}]\n",
+            [
+                "cart.yaml:3:10: steps[0].sned_email: unknown step 'sned_email' "
+                "(did you mean 'send_email'?)"
+            ],
+        ),
+        (  # a template name that is not text
+            "trigger: {event: cart_updated}\nsteps: [{send_email: {template: [a]}}]\n",
+            ["cart.yaml:3:33: steps[0].send_email.template: expected a string, found a list ['a']"],
+        ),
+    ],
+    ids=["condition not text", "unknown step kind", "template name not text"],
+)
+def test_parts_the_schema_refuses_are_reported_once(load, text, expected):
+    assert lines(load("id: cart\n" + text)) == expected
+
+
+def test_a_malformed_id_is_not_also_a_file_name_mismatch(load):
+    assert lines(load("id: Cart\ntrigger: {event: cart_updated}\nsteps: [{wait: 1h}]\n")) == [
+        "cart.yaml:1:5: id: expected an id of lowercase letters, digits, '_' and '-', found 'Cart'"
+    ]
+
+
 def test_a_misspelled_required_key_is_reported_once(load):
     result = load(
         """

@@ -43,7 +43,7 @@ def test_the_good_fixtures_load_without_problems(catalog):
     report = load_workflows([FIXTURES / "good"], catalog)
 
     assert [str(p) for p in report.problems] == []
-    assert report.files == 3
+    assert (report.files, report.templates) == (3, 4)
     assert [w.id for w in report.workflows] == [
         "abandoned_cart",
         "lesson_reminder",
@@ -72,6 +72,8 @@ def test_problems_of_every_bad_file_are_reported(catalog):
 
     assert [str(p).removeprefix(f"{FIXTURES}/bad/") for p in report.problems] == [
         "browse_abandonment.yaml:5:5: steps[0].wiat: unknown step 'wiat' (did you mean 'wait'?)",
+        "browse_abandonment.yaml:6:28: steps[1].send_email.template: no email template named "
+        "'abandond_cart' (did you mean 'abandoned_cart'?)",
         "welcome.yaml:3:6: invalid YAML: expected ',' or '}', but got ':' (while parsing a flow mapping)",
         "winback.yaml:9:20: steps[1].then[0].send_email.subject: syntax error: unexpected '}'",
     ]

@@ -109,45 +109,45 @@ def test_a_missing_folder_is_an_empty_catalog(tmp_path: Path) -> None:
     [
         (
             {"a.email.html": "---\nsubject: Hi\n---\n<p>\n{% if x %}\n</p>\n"},
-            ["templates/a.email.html:6: syntax error: Unexpected end of template. Jinja "
+            ["templates/a.email.html:6:5: syntax error: Unexpected end of template. Jinja "
              "was looking for the following tags: *. The innermost block that needs to be "
              "closed is 'if'."],
         ),
         (
             {"a.sms.txt": "Hello\n{{ contact.FIRSTNAME }\n"},
-            ["templates/a.sms.txt:2: syntax error: unexpected '}'"],
+            ["templates/a.sms.txt:2:22: syntax error: unexpected '}'"],
         ),
         (
             {"a.email.html": "---\nsubject: Hi {{ contact.NAME\n---\n<p>x</p>"},
-            ["templates/a.email.html:2: subject: syntax error: unexpected end of template, "
+            ["templates/a.email.html:2:28: subject: syntax error: unexpected end of template, "
              "expected 'end of print statement'."],
         ),
         (
             {"a.email.html": "---\nsubject: Hi\n---\n<p>{{ contct.NAME }}</p>"},
-            ["templates/a.email.html:4: unknown variable 'contct' (known: contact, event, "
+            ["templates/a.email.html:4:7: unknown variable 'contct' (known: contact, event, "
              "params, run, unsubscribe_url, now, subject, preheader)"],
         ),
         (
             {"a.email.html": "---\npreheader: x\n---\n<p>x</p>"},
-            ["templates/a.email.html:1: front matter has no 'subject'"],
+            ["templates/a.email.html:1:1: front matter has no 'subject'"],
         ),
         (
             {"a.email.html": "---\nsubject: ''\n---\n<p>x</p>"},
-            ["templates/a.email.html:2: 'subject' is empty"],
+            ["templates/a.email.html:2:1: 'subject' is empty"],
         ),
         (
             {"a.email.html": "<p>no front matter</p>"},
-            ["templates/a.email.html:1: expected front matter between '---' lines"],
+            ["templates/a.email.html:1:1: expected front matter between '---' lines"],
         ),
         (
             {"a.email.html": "---\nsubject: Hi\n<p>x</p>"},
-            ["templates/a.email.html:1: front matter opened with '---' is never closed"],
+            ["templates/a.email.html:1:1: front matter opened with '---' is never closed"],
         ),
         (
             {"a.email.html": "---\nsubject: Hi\nfrom: x@y\nsubject: Again\njunk\n---\n<p>x</p>"},
-            ["templates/a.email.html:3: unknown key 'from' (expected one of subject, preheader)",
-             "templates/a.email.html:4: 'subject' given twice (first on line 2)",
-             "templates/a.email.html:5: expected 'key: value', found 'junk'"],
+            ["templates/a.email.html:3:1: unknown key 'from' (expected one of subject, preheader)",
+             "templates/a.email.html:4:1: 'subject' given twice (first on line 2)",
+             "templates/a.email.html:5:1: expected 'key: value', found 'junk'"],
         ),
         (
             {"a.email.txt": "text only"},
@@ -155,12 +155,12 @@ def test_a_missing_folder_is_an_empty_catalog(tmp_path: Path) -> None:
         ),
         (
             {"a.email.html": "---\nsubject: Hi\n---\n\n{% extends 'layouts/nope.html' %}"},
-            ["templates/a.email.html:5: no template named 'layouts/nope.html'"],
+            ["templates/a.email.html:5:13: no template named 'layouts/nope.html'"],
         ),
         (
             {"a.email.html": "---\nsubject: Hi\n---\n{% extends 'base.html' %}",
              "base.html": "<html>\n{% block content %}\n</html>"},
-            ["templates/base.html:3: syntax error: Unexpected end of template. Jinja was "
+            ["templates/base.html:3:8: syntax error: Unexpected end of template. Jinja was "
              "looking for the following tags: *. The innermost block that needs to be "
              "closed is 'block'."],
         ),
@@ -170,15 +170,54 @@ def test_a_missing_folder_is_an_empty_catalog(tmp_path: Path) -> None:
         ),
     ],
 )  # fmt: skip
-def test_broken_files_are_problems_located_to_file_and_line(
-    write_templates: WriteTemplates, files: dict[str, str | bytes], expected: list[str]
+def test_broken_files_are_problems_located_to_file_line_and_column(
+    write_templates: WriteTemplates,
+    files: dict[str, str | bytes],
+    expected: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # the files are named from here: `templates/...`
     catalog = write_templates(files)
     # Jinja lists the tags it expected from a set, in no stable order: match them with `*`
     problems = [
         re.sub(r"following tags: [^.]*\.", "following tags: *.", str(p)) for p in catalog.problems
     ]
     assert problems == expected
+
+
+def test_a_problem_names_a_path_one_can_open_from_the_working_folder(
+    write_templates: WriteTemplates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    catalog = write_templates({"shop/a.sms.txt": "Hi {{ contact.FIRSTNAME }"})
+
+    assert [str(p) for p in catalog.problems] == [
+        f"{tmp_path}/templates/shop/a.sms.txt:1:25: syntax error: unexpected '}}'"
+    ]
+    monkeypatch.chdir(tmp_path)
+    assert [str(p) for p in write_templates({}).problems] == [
+        "templates/shop/a.sms.txt:1:25: syntax error: unexpected '}'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "column"),
+    [
+        ("{{ a }} {{ b }", 14),  # the second `}`-less print, not the first
+        ("{% if a %}x{% endif %} {{ a b }}", 29),  # after a block on the line
+        ("  {%- if a %}\n{% foo %}", 4),  # an unknown tag: its name, on the second line
+        ('{{ "abc }}', 4),  # a lexer error: where the unreadable text starts
+        ("{% for x in y %}\n{{ x }}", 8),  # the end of the template: past the last line's text
+    ],
+)
+def test_a_syntax_error_points_at_the_token_that_stopped_jinja(
+    write_templates: WriteTemplates, source: str, column: int
+) -> None:
+    [problem] = write_templates({"a.sms.txt": source}).problems
+
+    assert problem.location.column == column
 
 
 def test_one_broken_template_does_not_hide_the_others(write_templates: WriteTemplates) -> None:
@@ -188,7 +227,7 @@ def test_one_broken_template_does_not_hide_the_others(write_templates: WriteTemp
             "good.email.html": "---\nsubject: Hi {{ contact.FIRSTNAME }}\n---\n<p>ok</p>",
         }
     )
-    assert [p.location.file for p in catalog.problems] == ["templates/bad.email.html"]
+    assert [Path(p.location.file).name for p in catalog.problems] == ["bad.email.html"]
     assert catalog.has_email("bad")  # it exists, so the loader reports no 'missing template'
     assert catalog.render_email("good", make_context()).subject == "Hi Ann"
     with pytest.raises(TemplateError, match=r"^templates/bad\.email\.html: template has errors"):

@@ -149,6 +149,7 @@ def test_bom_and_crlf_read_the_same_as_plain_text(tmp_path: Path) -> None:
         ("2019-10-01 00:00:00 UTC,view,1,2,,,abc,7,s", "price: expected a decimal number"),
         ("2019-10-01 00:00:00 UTC,view,1,2,,,1.00,,s", "empty contact identifier"),
         ("2019-10-01 00:00:00 UTC,view,1,2,,,1.00,7,s,extra", "1 more cell(s) than the header"),
+        ("2019-10-01 00:00:00 UTC,view,1,2", "4 cell(s), the header has 9"),
     ],
 )
 def test_a_bad_row_is_reported_with_its_line_and_reason_and_the_rest_still_read(
@@ -158,6 +159,48 @@ def test_a_bad_row_is_reported_with_its_line_and_reason_and_the_rest_still_read(
     assert rows[0].line == 2 and rows[0].body is None
     assert reason in (rows[0].error or "")
     assert bodies(rows)[0]["event_name"] == "product_viewed"
+
+
+def test_a_short_row_says_how_many_cells_it_has_not_which_cell_is_empty() -> None:
+    rows = read_csv("\n".join([HEADER, "2019-10-01 00:00:00 UTC,view,1,2"]))
+    assert rows == [SourceRow(2, error="4 cell(s), the header has 9")]
+
+
+def test_a_line_that_is_not_utf8_is_refused_and_the_rest_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    bad = b"2019-10-01 00:00:00 UTC,view,1,2,,caf\xe9,1.00,7,s"
+    path.write_bytes(
+        b"\xef\xbb\xbf" + b"\r\n".join([HEADER.encode(), ROWS[0].encode(), bad, ROWS[5].encode()])
+    )
+    with open_text(path) as handle:
+        rows = list(CsvReader(load_mapping(MAPPING)).read(handle))
+    assert [(r.line, r.error) for r in rows if r.body is None] == [
+        (3, "not UTF-8 at byte 38 of the line (0xe9)")
+    ]
+    assert [(r.line, r.body["identifiers"]) for r in rows if r.body is not None] == [
+        (2, {"ext_id": "7"}),
+        (4, {"ext_id": "8"}),
+    ]
+
+
+def test_a_header_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"event_time,\xff\n" + ROWS[0].encode())
+    with open_text(path) as handle:
+        rows = list(CsvReader(load_mapping(MAPPING)).read(handle))
+    assert rows == [SourceRow(1, error="header: not UTF-8 at byte 12 of the line (0xff)")]
+
+
+def test_a_jsonl_line_that_is_not_utf8_is_refused_and_the_rest_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"event_name": "a"}\n{"event_name": "caf\xc3"}\n{"event_name": "b"}\n')
+    with open_text(path) as handle:
+        rows = list(read_jsonl(handle))
+    assert rows == [
+        SourceRow(1, body={"event_name": "a"}),
+        SourceRow(2, error="not UTF-8 at byte 20 of the line (0xc3)"),
+        SourceRow(3, body={"event_name": "b"}),
+    ]
 
 
 def test_unmapped_event_names_are_skipped_and_counted_not_dropped_silently() -> None:

@@ -1,8 +1,10 @@
 """`tidings validate`: every problem in every workflow and template, one per line.
 
 Each problem prints as `file:line:col: path: message`, so the output can be grepped or read by an
-editor's problem matcher; then a summary line `N files, M problems`. Exit status: 0 when all is
-well, 1 when anything is wrong, 2 for a usage error (a path that does not exist).
+editor's problem matcher; then a summary line `N files (W workflows, T templates), M problems`
+(template files counted among the files checked). A template file is named by a path that can
+be opened from the working folder (relative when under it, else absolute). Exit status: 0 when
+all is well, 1 when anything is wrong, 2 for a usage error (a path that does not exist).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def print_report(report: LoadReport, console: Console) -> None:
     """Print each problem on its own line, then `N files, M problems`."""
     for problem in report.problems:
         console.print(problem_text(problem))
-    console.print(summary(report.files, len(report.problems)))
+    console.print(summary(report.files, len(report.problems), templates=report.templates))
 
 
 def problem_text(problem: Problem) -> Text:
@@ -80,9 +82,12 @@ def problem_text(problem: Problem) -> Text:
     return text
 
 
-def summary(files: int, problems: int) -> str:
-    """`1 file, 0 problems`, `3 files, 2 problems`."""
-    return f"{_count(files, 'file')}, {_count(problems, 'problem')}"
+def summary(files: int, problems: int, *, templates: int = 0) -> str:
+    """`1 file, 0 problems`; with templates `7 files (3 workflows, 4 templates), 2 problems`."""
+    if not templates:
+        return f"{_count(files, 'file')}, {_count(problems, 'problem')}"
+    kinds = f"{_count(files, 'workflow')}, {_count(templates, 'template')}"
+    return f"{_count(files + templates, 'file')} ({kinds}), {_count(problems, 'problem')}"
 
 
 def _count(n: int, noun: str) -> str:

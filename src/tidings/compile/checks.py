@@ -1,44 +1,45 @@
-"""The checks a workflow meets after its schema: expressions compile, references resolve.
+"""The checks beyond the schema: expressions compile, references resolve.
 
 Stage (c) compiles every condition and inline template once, so a Jinja syntax error is a
 validation error located at the YAML value it came from. Stage (d) checks what the schema cannot
 see: templates that exist in the catalog, branches written empty, steps that can never run, and
 an id that agrees with the file name.
+
+Both walk the document as written (plain data with marks), not the validated model, so that
+they run whether or not the schema stage passed: an unknown key in the trigger does not hide a
+broken condition or a missing template further down. Each check looks only at values of the
+type the schema expects there (a condition that is not a string, a step whose kind cannot be
+told) and leaves anything else to the schema's own problem, so nothing is reported twice.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tidings.compile.conditions import Condition, compile_condition
-from tidings.compile.humanize import STEP_LIST_FIELDS, suggestion
+from tidings.compile.humanize import suggestion
 from tidings.compile.templates import TemplateCatalog, compile_inline
-from tidings.compile.yaml_marks import DocPath, MarkedDocument, fit_path, format_path
+from tidings.compile.yaml_marks import DocPath, MarkedDocument, fit_path, format_path, value_at
 from tidings.errors import ConditionError, Location, Problem, TemplateError
-from tidings.model.workflow import (
-    ExitStep,
-    IfStep,
-    SendEmailStep,
-    SendSmsStep,
-    StepModel,
-    UpdateContactStep,
-    WaitForStep,
-    WaitStep,
-    Workflow,
-)
+from tidings.model.workflow import WORKFLOW_ID_PATTERN, step_kind
 
 _LINE_PREFIX = re.compile(r"^line (\d+): ")
 # Branches an author may leave out but should not write empty (`then: []` is a schema error).
 _OPTIONAL_BRANCHES = ("else", "on_event", "on_timeout")
+# Step fields that are inline templates, by step kind.
+_TEMPLATE_FIELDS = {
+    "send_email": ("to", "from", "reply_to", "subject"),
+    "send_sms": ("to", "text"),
+}
 
 
 @dataclass
 class Checker:
-    """Runs stages (c) and (d) on one validated workflow, collecting located problems."""
+    """Runs stages (c) and (d) on one parsed document, collecting located problems."""
 
     doc: MarkedDocument
     file: str
@@ -56,47 +57,42 @@ class Checker:
 
     # ------------------------------------------------------------------ stage (c)
 
-    def compile_expressions(self, workflow: Workflow) -> None:
-        """Compile every condition and inline template of the workflow."""
-        self._conditions(("trigger", "if"), workflow.trigger.if_)
-        for i, goal in enumerate(workflow.exit):
-            self._conditions(("exit", i, "if"), goal.if_)
-        if workflow.key is not None:
-            self._template(("key",), workflow.key)
-        for path, step in walk_steps(workflow.steps, ("steps",)):
-            self._step_expressions(path, step)
+    def compile_expressions(self) -> None:
+        """Compile every condition and inline template written where the schema expects one."""
+        data = self.doc.data
+        self._conditions(("trigger", "if"), value_at(data, ("trigger", "if")))
+        for i, goal in enumerate(_items(data.get("exit"))):
+            self._conditions(("exit", i, "if"), value_at(goal, ("if",)))
+        if isinstance(data.get("key"), str):
+            self._template(("key",), data["key"])
+        for path, kind, body in raw_steps(data.get("steps"), ("steps",)):
+            self._step_expressions((*path, kind), kind, body)
 
-    def _step_expressions(self, path: DocPath, step: StepModel) -> None:
-        if isinstance(step, IfStep):
-            self._conditions((*path, "if"), step.if_)
-        elif isinstance(step, WaitForStep):
-            self._conditions((*path, "wait_for", "if"), step.wait_for.if_)
-        elif isinstance(step, WaitStep) and step.wait.date is not None:
+    def _step_expressions(self, path: DocPath, kind: str, body: Any) -> None:
+        if kind == "if":
+            self._conditions(path, body)
+            return
+        if not isinstance(body, dict):
+            return
+        if kind == "wait_for":
+            self._conditions((*path, "if"), body.get("if"))
+        elif kind == "wait" and isinstance(body.get("date"), str):
             # `date` is an expression whose value is a date-time, compiled like a condition so
             # the engine can take its value (Condition.value) without compiling it again.
-            self._condition((*path, "wait", "date"), step.wait.date)
-        elif isinstance(step, SendEmailStep):
-            email = step.send_email
-            for key, source in (
-                ("to", email.to),
-                ("from", email.from_),
-                ("reply_to", email.reply_to),
-                ("subject", email.subject),
-            ):
-                if source is not None:
-                    self._template((*path, "send_email", key), source)
-        elif isinstance(step, SendSmsStep):
-            for key, source in (("to", step.send_sms.to), ("text", step.send_sms.text)):
-                if source is not None:
-                    self._template((*path, "send_sms", key), source)
-        elif isinstance(step, UpdateContactStep):
-            for name, value in step.update_contact.items():
+            self._condition((*path, "date"), body["date"])
+        elif kind in _TEMPLATE_FIELDS:
+            for key in _TEMPLATE_FIELDS[kind]:
+                if isinstance(body.get(key), str):
+                    self._template((*path, key), body[key])
+        elif kind == "update_contact":
+            for name, value in body.items():
                 if isinstance(value, str):
-                    self._template((*path, "update_contact", name), value)
+                    self._template((*path, name), value)
 
-    def _conditions(self, path: DocPath, sources: Sequence[str]) -> None:
-        for i, source in enumerate(sources):
-            self._condition((*path, i), source)
+    def _conditions(self, path: DocPath, sources: Any) -> None:
+        for i, source in enumerate(_items(sources)):
+            if isinstance(source, str) and source:  # anything else is the schema's to report
+                self._condition((*path, i), source)
 
     def _condition(self, path: DocPath, source: str) -> None:
         if source in self.conditions:
@@ -120,41 +116,45 @@ class Checker:
 
     # ------------------------------------------------------------------ stage (d)
 
-    def check_references(self, workflow: Workflow, catalog: TemplateCatalog) -> None:
+    def check_references(self, catalog: TemplateCatalog) -> None:
         """Templates exist, no step follows an exit, and the id agrees with the file name."""
-        self._unreachable(workflow.steps, ("steps",))
-        for path, step in walk_steps(workflow.steps, ("steps",)):
-            if isinstance(step, SendEmailStep) and not catalog.has_email(step.send_email.template):
-                name = step.send_email.template
+        self._unreachable(self.doc.data.get("steps"), ("steps",))
+        for path, kind, body in raw_steps(self.doc.data.get("steps"), ("steps",)):
+            name = value_at(body, ("template",))
+            if not isinstance(name, str) or kind not in ("send_email", "send_sms"):
+                continue
+            if kind == "send_email" and name and not catalog.has_email(name):
                 hint = suggestion(name, catalog.email_names()) or (
                     f" (expected a file {name}.email.html in the templates folder)"
                 )
-                self.problem((*path, "send_email", "template"), _no_template("email", name, hint))
-            if isinstance(step, SendSmsStep) and step.send_sms.template is not None:
-                name = step.send_sms.template
-                if not catalog.has_sms(name):
-                    hint = suggestion(name, catalog.sms_names()) or (
-                        f" (expected a file {name}.sms.txt in the templates folder)"
-                    )
-                    self.problem((*path, "send_sms", "template"), _no_template("SMS", name, hint))
+                self.problem((*path, kind, "template"), _no_template("email", name, hint))
+            if kind == "send_sms" and not catalog.has_sms(name):
+                hint = suggestion(name, catalog.sms_names()) or (
+                    f" (expected a file {name}.sms.txt in the templates folder)"
+                )
+                self.problem((*path, kind, "template"), _no_template("SMS", name, hint))
+        self._id_matches_file()
+
+    def _id_matches_file(self) -> None:
+        workflow_id = self.doc.data.get("id")
+        if not isinstance(workflow_id, str) or not re.fullmatch(WORKFLOW_ID_PATTERN, workflow_id):
+            return  # a missing or malformed id is the schema's problem, not a second one here
         stem = Path(self.file).stem
-        if Path(self.file).suffix in (".yaml", ".yml") and workflow.id != stem:
+        if Path(self.file).suffix in (".yaml", ".yml") and workflow_id != stem:
             self.problem(
                 ("id",),
-                f"id {workflow.id!r} does not match the file name {Path(self.file).name!r}; "
+                f"id {workflow_id!r} does not match the file name {Path(self.file).name!r}; "
                 "rename one so they agree",
             )
 
-    def _unreachable(self, steps: Sequence[StepModel], path: DocPath) -> None:
+    def _unreachable(self, steps: Any, path: DocPath) -> None:
+        if not isinstance(steps, list):
+            return
         for i, step in enumerate(steps):
-            if isinstance(step, IfStep):
-                self._unreachable(step.then, (*path, i, "then"))
-                self._unreachable(step.else_, (*path, i, "else"))
-            elif isinstance(step, WaitForStep):
-                self._unreachable(step.wait_for.on_event, (*path, i, "wait_for", "on_event"))
-                self._unreachable(step.wait_for.on_timeout, (*path, i, "wait_for", "on_timeout"))
+            for key, branch in _branches(step):
+                self._unreachable(branch, (*path, i, *key))
         for i, step in enumerate(steps[:-1]):
-            if isinstance(step, ExitStep):
+            if step_kind(step) == "exit":
                 line, _ = self.doc.mark(fit_path(self.doc.data, (*path, i)))
                 self.problem(
                     (*path, i + 1), f"unreachable: this step comes after 'exit' (line {line})"
@@ -162,45 +162,53 @@ class Checker:
                 return
 
     def empty_branches(self) -> None:
-        """Flag `else: []`, `on_event: []`, `on_timeout: []` written out empty (raw data)."""
-        for path, step in _raw_steps(self.doc.data.get("steps"), ("steps",)):
-            body = step.get("wait_for") if "wait_for" in step else step
-            if not isinstance(body, dict):
-                continue
-            base = (*path, "wait_for") if body is not step else path
-            for key in _OPTIONAL_BRANCHES:
-                if key in body and body[key] == []:
-                    self.problem((*base, key), f"empty '{key}' branch: add steps or remove the key")
+        """Flag `else: []`, `on_event: []`, `on_timeout: []` written out empty."""
+        for path, _, _ in raw_steps(self.doc.data.get("steps"), ("steps",)):
+            step = value_at(self.doc.data, path)
+            for key, branch in _branches(step):
+                if key[-1] in _OPTIONAL_BRANCHES and branch == []:
+                    self.problem(
+                        (*path, *key), f"empty '{key[-1]}' branch: add steps or remove the key"
+                    )
 
 
 def _no_template(kind: str, name: str, hint: str) -> str:
     return f"no {kind} template named {name!r}{hint}"
 
 
-def walk_steps(steps: Sequence[StepModel], path: DocPath) -> Iterator[tuple[DocPath, StepModel]]:
-    """Every step of a tree in document order, with its path (`steps[2].then[0]`...)."""
-    for i, step in enumerate(steps):
-        here = (*path, i)
-        yield here, step
-        if isinstance(step, IfStep):
-            yield from walk_steps(step.then, (*here, "then"))
-            yield from walk_steps(step.else_, (*here, "else"))
-        elif isinstance(step, WaitForStep):
-            yield from walk_steps(step.wait_for.on_event, (*here, "wait_for", "on_event"))
-            yield from walk_steps(step.wait_for.on_timeout, (*here, "wait_for", "on_timeout"))
+def _items(value: Any) -> list[Any]:
+    """A value the model reads as a list (`if: "x"` stands for `if: ["x"]`), as a list."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
 
 
-def _raw_steps(steps: Any, path: DocPath) -> Iterator[tuple[DocPath, dict[str, Any]]]:
-    """Steps as written (before the schema), for checks that must run even when it fails."""
+def _branches(step: Any) -> Iterator[tuple[DocPath, Any]]:
+    """The step lists a step carries, by its kind: `then`/`else` of an if, the wait_for's."""
+    kind = step_kind(step)
+    if kind == "if":
+        for key in ("then", "else"):
+            if key in step:
+                yield (key,), step[key]
+    elif kind == "wait_for" and isinstance(step["wait_for"], dict):
+        for key in ("on_event", "on_timeout"):
+            if key in step["wait_for"]:
+                yield ("wait_for", key), step["wait_for"][key]
+
+
+def raw_steps(steps: Any, path: DocPath) -> Iterator[tuple[DocPath, str, Any]]:
+    """Every step of a tree as written, in document order: its path, kind and the kind's value.
+
+    The checks walk what was written rather than the model so that they run, on every part
+    that can be checked, even when the schema refused something elsewhere in the file. A step
+    whose kind cannot be told is left to the schema (it says which kind was meant).
+    """
     if not isinstance(steps, list):
         return
     for i, step in enumerate(steps):
-        if not isinstance(step, dict):
+        kind = step_kind(step)
+        if kind is None:
             continue
-        yield (*path, i), step
-        for key in STEP_LIST_FIELDS:
-            yield from _raw_steps(step.get(key), (*path, i, key))
-        inner = step.get("wait_for")
-        if isinstance(inner, dict):
-            for key in ("on_event", "on_timeout"):
-                yield from _raw_steps(inner.get(key), (*path, i, "wait_for", key))
+        yield (*path, i), kind, step[kind]
+        for key, branch in _branches(step):
+            yield from raw_steps(branch, (*path, i, *key))

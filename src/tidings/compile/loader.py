@@ -1,12 +1,15 @@
 """Workflow files to compiled workflows, every problem located to `file:line:col`.
 
-Each file goes through the stages in order, and a stage runs only when the one before it left
-something to check:
+Each file goes through these stages:
 
     (a) YAML        parse with line marks (yaml_marks); syntax errors and duplicate keys
     (b) schema      `Workflow.model_validate`; pydantic errors humanised (humanize)
     (c) expressions every condition and inline template compiled once (checks)
     (d) references  templates exist, no empty branches, no step after an exit, id == file stem
+
+(b), (c) and (d) all run once (a) gives a mapping: (c) and (d) walk the document as written,
+checking every part whose value has the type the schema expects there, so a problem the schema
+finds in one place never hides the others (and no part is reported twice).
 
 One bad file never hides another's problems: `load_workflows` checks every file and returns the
 good ones next to the problems of the bad ones. A file with any problem is not loaded.
@@ -67,7 +70,8 @@ class LoadReport:
 
     workflows: list[CompiledWorkflow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    files: int = 0
+    files: int = 0  # workflow files
+    templates: int = 0  # template files of the catalog they were checked against
 
     @property
     def ok(self) -> bool:
@@ -106,7 +110,7 @@ def load_workflows(paths: Sequence[Path], catalog: TemplateCatalog) -> LoadRepor
 
     The report starts with the catalog's own problems, then each file's in sorted order.
     """
-    report = LoadReport(problems=list(catalog.problems))
+    report = LoadReport(problems=list(catalog.problems), templates=catalog.files)
     files, missing = workflow_files(paths)
     report.problems.extend(missing)
     first_file: dict[str, Path] = {}
@@ -155,16 +159,17 @@ def _load(text: str, file: str, source: Path, version: str, catalog: TemplateCat
         line, column = doc.mark(())
         message = f"expected a workflow (a mapping with id, trigger and steps), found {found}"
         return LoadResult(None, [*problems, Problem(Location(file, line, column), "", message)])
+    # (c) and (d) read the document as written, so they run even when (b) refuses it.
     checker = Checker(doc, file)
     checker.empty_branches()
+    checker.compile_expressions()  # (c)
+    checker.check_references(catalog)  # (d)
+    problems += checker.problems
     try:
         workflow = Workflow.model_validate(doc.data)  # (b)
     except ValidationError as exc:
         problems += schema_problems(exc, doc, file)
-        return LoadResult(None, _sorted(problems + checker.problems))
-    checker.compile_expressions(workflow)  # (c)
-    checker.check_references(workflow, catalog)  # (d)
-    problems += checker.problems
+        return LoadResult(None, _sorted(problems))
     if problems:
         return LoadResult(None, _sorted(problems))
     compiled = CompiledWorkflow(

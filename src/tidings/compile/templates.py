@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import jinja2
 from jinja2 import nodes
 
 from tidings.compile.html_text import html_to_text
+from tidings.compile.jinja_columns import name_column, syntax_error_column
 from tidings.compile.sandbox import (
     CONTEXT_NAMES,
     describe,
@@ -86,6 +87,11 @@ class FrontMatter:
     fields: dict[str, tuple[str, int]]
     body: str
     problems: list[tuple[int, str]]
+    starts: dict[int, int] = field(default_factory=dict)  # line -> where its value starts
+
+    def column(self, line: int, column: int) -> int:
+        """The file's column for `column` of the value written on `line` (1 when unknown)."""
+        return self.starts[line] + column if line in self.starts else 1
 
 
 FRONT_MATTER_KEYS = ("subject", "preheader")
@@ -102,6 +108,7 @@ def parse_front_matter(source: str) -> FrontMatter:
         return FrontMatter({}, source, [(1, "front matter opened with '---' is never closed")])
     fields: dict[str, tuple[str, int]] = {}
     problems: list[tuple[int, str]] = []
+    starts: dict[int, int] = {}
     for index in range(1, end):
         text, line = lines[index].strip(), index + 1
         if not text or text.startswith("#"):
@@ -111,8 +118,11 @@ def parse_front_matter(source: str) -> FrontMatter:
             problems.append((line, f"expected 'key: value', found {text!r}"))
             continue
         key, value = match["key"], match["value"].strip()
+        lead = len(lines[index]) - len(lines[index].lstrip())
+        start = lead + match.start("value") + len(match["value"]) - len(match["value"].lstrip())
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]  # YAML-style quotes, without YAML (whose `{{` is a mapping)
+            start += 1
         if key not in FRONT_MATTER_KEYS:
             problems.append((line, f"unknown key {key!r} (expected one of subject, preheader)"))
         elif key in fields:
@@ -121,10 +131,11 @@ def parse_front_matter(source: str) -> FrontMatter:
             problems.append((line, "'subject' is empty"))
         else:
             fields[key] = (value, line)
+            starts[line] = start
     if "subject" not in fields and not any("subject" in message for _, message in problems):
         problems.append((1, "front matter has no 'subject'"))
     body = "\n" * (end + 1) + "\n".join(lines[end + 1 :])
-    return FrontMatter(fields, body, problems)
+    return FrontMatter(fields, body, problems, starts)
 
 
 def _is_html(name: str | None) -> bool:
@@ -169,6 +180,7 @@ class TemplateCatalog:
         self._inline: dict[tuple[str, str], jinja2.Template] = {}
         self._sources: dict[str, str] = {}  # filename -> original text, to name variables
         self.problems: list[Problem] = []
+        self.files = 0  # template files checked
 
     # ------------------------------------------------------------------ loading
 
@@ -198,7 +210,11 @@ class TemplateCatalog:
         return catalog
 
     def _display(self, filename: str) -> str:
-        """`templates/cart.email.html` for a file of the directory; other names unchanged."""
+        """`templates/cart.email.html` for a file of the directory; other names unchanged.
+
+        The name errors raised while rendering carry: the same wherever the daemon or preview
+        runs from (traces are stored; preview's JSON is compared with golden files).
+        """
         if self._directory is None:
             return filename
         try:
@@ -211,10 +227,14 @@ class TemplateCatalog:
         """How a file of the directory is named in messages, existing or not."""
         return f"{self._directory.name}/{rel}" if self._directory is not None else rel
 
-    def _problem(self, filename: str, line: int, message: str) -> None:
-        self.problems.append(Problem(Location(self._display(filename), line), "", message))
+    def _problem(self, filename: str, line: int, message: str, column: int = 1) -> None:
+        """A load problem, named by a path one can open; `column` 1 when Jinja tells no more."""
+        where = Location(openable(filename), line, column if line > 0 else 0)
+        self.problems.append(Problem(where, "", message))
 
     def _load_file(self, rel: str, files: set[str]) -> None:
+        if rel.endswith(TEMPLATE_SUFFIXES):
+            self.files += 1
         if rel.endswith(EMAIL_HTML):
             self._load_email(rel[: -len(EMAIL_HTML)])
         elif rel.endswith(EMAIL_TEXT):
@@ -252,18 +272,25 @@ class TemplateCatalog:
             self._problem(path, 0, "expected UTF-8 text")
             return None
         except jinja2.TemplateSyntaxError as exc:
-            self._problem(exc.filename or path, exc.lineno, describe(exc))
+            self._problem(path, exc.lineno, describe(exc), self._syntax_column(rel, exc))
             return None
         except OSError as exc:
             self._problem(path, 0, f"cannot read: {exc.strerror}")
             return None
-        self._check_references(path, tree)
+        self._check_references(path, tree, body)
         if known is not None:
             for name, line in unknown_names(tree, [*known, *self._env.globals]):
-                self._problem(path, line, f"unknown variable {name!r} (known: {', '.join(known)})")
+                column = name_column(_line_of(body, line), name)
+                message = f"unknown variable {name!r} (known: {', '.join(known)})"
+                self._problem(path, line, message, column)
         return template if len(self.problems) == problems_before else None
 
-    def _check_references(self, path: str, tree: nodes.Template) -> None:
+    def _syntax_column(self, rel: str, exc: jinja2.TemplateSyntaxError) -> int:
+        assert self._env.loader is not None
+        body, _, _ = self._env.loader.get_source(self._env, rel)  # as compiled: front matter blank
+        return syntax_error_column(self._env, body, exc)
+
+    def _check_references(self, path: str, tree: nodes.Template, body: str) -> None:
         """Literal `extends`/`include`/`import` targets must exist and compile."""
         kinds = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
         for node in tree.find_all(kinds):
@@ -273,7 +300,9 @@ class TemplateCatalog:
             try:
                 self._env.get_template(target.value)
             except jinja2.TemplateNotFound:
-                self._problem(path, node.lineno, f"no template named {target.value!r}")
+                column = _line_of(body, node.lineno).find(target.value) + 1  # 0 if not found
+                message = f"no template named {target.value!r}"
+                self._problem(path, node.lineno, message, column or 1)
             except jinja2.TemplateSyntaxError:
                 pass  # reported against the target file itself
 
@@ -306,11 +335,14 @@ class TemplateCatalog:
             template = _from_source(self._env, source, path)
             tree = self._env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
-            self._problem(path, exc.lineno, f"{key}: {describe(exc)}")
+            column = syntax_error_column(self._env, source, exc)
+            self._problem(path, exc.lineno, f"{key}: {describe(exc)}", front.column(line, column))
             return None
         for name, name_line in unknown_names(tree, [*CONTEXT_NAMES, *self._env.globals]):
             known = ", ".join(CONTEXT_NAMES)
-            self._problem(path, name_line, f"{key}: unknown variable {name!r} (known: {known})")
+            column = front.column(line, name_column(value, name))
+            message = f"{key}: unknown variable {name!r} (known: {known})"
+            self._problem(path, name_line, message, column)
         return template
 
     # ------------------------------------------------------------------ queries
@@ -418,6 +450,15 @@ class TemplateCatalog:
             variable = undefined_variable(exc, _line_of(text, line))
             return UndefinedVariableError(variable, template=where, line=line)
         return TemplateError(describe(exc), template=where, line=line)
+
+
+def openable(filename: str) -> str:
+    """A path that opens from here: relative to the working folder when under it, else absolute."""
+    path = Path(os.path.abspath(filename))
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _line_of(source: str | None, line: int | None) -> str:

@@ -28,6 +28,7 @@ from pydantic import (
 from tidings.model.durations import DURATION_HELP, parse_duration
 
 EVENT_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,255}$"
+WORKFLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 STEP_KINDS = ("wait", "wait_for", "if", "send_email", "send_sms", "update_contact", "exit")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -333,7 +334,7 @@ Step = Annotated[
 class Workflow(Frozen):
     """One automation: when a trigger matches for a contact, run these steps for it."""
 
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")]
+    id: Annotated[str, Field(pattern=WORKFLOW_ID_PATTERN)]
     name: str | None = None
     description: str | None = None
     enabled: bool = True

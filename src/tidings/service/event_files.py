@@ -2,8 +2,10 @@
 
 Readers yield one `SourceRow` per event, or per row that could not be read (with its line
 number and the reason): nothing is dropped silently. CSV with a UTF-8 BOM or CRLF line endings
-reads the same as plain UTF-8 with LF. Event ids are derived from the file's content and line,
-so reading the same file twice gives the same ids (and `simulate` the same report).
+reads the same as plain UTF-8 with LF. A line with bytes that are not UTF-8 is one refused row
+("not UTF-8 at byte N of the line", N counted from 1), not the end of the file. Event ids are
+derived from the file's content and line, so reading the same file twice gives the same ids (and
+`simulate` the same report).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,8 +46,26 @@ class SourceRow:
 
 
 def open_text(path: Path) -> io.TextIOWrapper:
-    """Open an event file as text: UTF-8 with or without BOM, any line ending."""
-    return open(path, encoding="utf-8-sig", newline="")
+    """Open an event file as text: UTF-8 with or without BOM, any line ending.
+
+    Bytes that are not UTF-8 come through as lone surrogates (`surrogateescape`) rather than
+    aborting the file: the readers refuse the line that has them (`undecoded`) and go on.
+    """
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # how surrogateescape carries a byte it could not decode
+
+
+def undecoded(line: str) -> str | None:
+    """Why a line read by `open_text` is refused, when it had bytes that are not UTF-8."""
+    if line.isascii():  # the usual case, and the cheapest test there is
+        return None
+    found = _UNDECODED.search(line)
+    if found is None:
+        return None
+    at = len(line[: found.start()].encode("utf-8", "surrogateescape")) + 1
+    return f"not UTF-8 at byte {at} of the line (0x{ord(found[0]) - 0xDC00:02x})"
 
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[SourceRow]:
@@ -52,6 +73,9 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[SourceRow]:
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
+            continue
+        if reason := undecoded(line):
+            yield SourceRow(number, error=reason)
             continue
         try:
             body = json.loads(text)
@@ -87,15 +111,34 @@ class CsvReader:
 
     def read(self, lines: Iterable[str]) -> Iterator[SourceRow]:
         """Every event (and refused row) of the file, in file order of each event's first row."""
-        reader = csv.DictReader(lines)
-        missing = self._missing_columns(reader.fieldnames or [])
+        # The csv module reads no further than the record it returns, so the lines found
+        # undecodable since the last record are this record's.
+        bad: dict[int, str] = {}
+
+        def checked() -> Iterator[str]:
+            for number, line in enumerate(lines, start=1):
+                if reason := undecoded(line):
+                    bad[number] = reason
+                yield line
+
+        reader = csv.DictReader(checked())
+        header = reader.fieldnames or []
+        if bad:
+            yield SourceRow(1, error=f"header: {bad[min(bad)]}")
+            return
+        missing = self._missing_columns(header)
         if missing:
             yield SourceRow(1, error=f"missing column(s): {', '.join(missing)}")
             return
         for row in reader:
             line = reader.line_num
+            if bad:
+                first = min(bad)
+                yield SourceRow(first, error=bad[first])
+                bad.clear()
+                continue
             try:
-                yield from self._row(line, row)
+                yield from self._row(line, row, len(header))
             except (ValueError, TidingsError) as exc:
                 yield SourceRow(line, error=str(exc))
         yield from self._flush_all()
@@ -110,10 +153,13 @@ class CsvReader:
             wanted.update(group.by)
         return sorted(wanted - set(header))
 
-    def _row(self, line: int, row: dict[str, str | None]) -> Iterator[SourceRow]:
+    def _row(self, line: int, row: dict[str, str | None], columns: int) -> Iterator[SourceRow]:
         if None in row:
             extra = row[None]  # type: ignore[index]  # DictReader's key for surplus cells
             raise ValueError(f"{len(extra or [])} more cell(s) than the header has")
+        if None in row.values():  # DictReader's filler for the cells a short row lacks
+            given = sum(value is not None for value in row.values())
+            raise ValueError(f"{given} cell(s), the header has {columns}")
         cells = {k: v or "" for k, v in row.items()}
         when = self._time(cells[self.mapping.time.column])
         # Groups whose window closed before this row are complete: emit them first.

@@ -104,10 +104,6 @@ class FileRows:
                     self.lines = max(self.lines - 1, 0)  # the header
         except OSError as exc:
             raise ConfigError(f"{self.path}: {exc.strerror or exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from exc
 
     def _counted(self, lines: Iterable[str]) -> Iterator[str]:
         for line in lines:
