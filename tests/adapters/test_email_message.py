@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage
 from typing import cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support.messages import T0, make_message
 from tidings.adapters.email_message import (
@@ -222,3 +224,61 @@ def test_a_subject_that_is_only_blanks_is_left_out() -> None:
     mail = reparse(build_email(make_message(subject=" \r\n "), list_unsubscribe=None))
 
     assert "Subject" not in mail
+
+
+def _unspaced(name: str) -> str:
+    return "".join(name.split())
+
+
+NAMES = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\x7f"),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sender_name=NAMES,
+    to_name=NAMES,
+    subject=NAMES,
+    text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=400),
+    html=st.none() | st.text(st.characters(blacklist_categories=("Cs",)), max_size=400),
+    utf8=st.booleans(),
+)
+def test_what_a_mail_client_reads_back_is_what_was_written(
+    sender_name: str, to_name: str, subject: str, text: str, html: str | None, utf8: bool
+) -> None:
+    def mailbox(name: str, address: str) -> str:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>' if name.strip() else address
+
+    sender = parse_address(mailbox(sender_name, "news@example.com"), field="From")
+    to = parse_address(mailbox(to_name, "user@example.org"), field="To")
+    message = make_message(
+        sender=mailbox(sender_name, "news@example.com"),
+        to=mailbox(to_name, "user@example.org"),
+        subject=subject,
+        text=text,
+        html=html,
+        transactional=False,
+    )
+
+    raw = to_bytes(build_email(message, list_unsubscribe=UNSUB), utf8=utf8)
+    # Read as text: the bytes parser would leave UTF-8 headers (SMTPUTF8) as escapes.
+    mail = cast(EmailMessage, message_from_string(raw.decode("utf-8"), policy=policy.default))
+
+    assert utf8 or raw.isascii()
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    # Blanks aside: Python's address parser keeps a space between two encoded words of one
+    # name, which RFC 2047 (and mail clients) drop; names are written with runs of blanks as one.
+    assert _unspaced(mail["From"].addresses[0].display_name) == _unspaced(sender.display_name)
+    assert _unspaced(mail["To"].addresses[0].display_name) == _unspaced(to.display_name)
+    assert mail["To"].addresses[0].addr_spec == "user@example.org"
+    assert (mail["Subject"] or "") == clean_subject(subject)
+    assert mail["List-Unsubscribe"] == f"<{UNSUB}>"
+    parts = [mail] if not html else list(mail.iter_parts())
+    expected = [text] if not html else [text, html]
+    for part, written in zip(parts, expected, strict=True):
+        wanted = written if written.endswith("\n") else written + "\n"
+        normalised = wanted.replace("\r\n", "\n").replace("\r", "\n")
+        assert body(part) == normalised

@@ -11,15 +11,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.errors import HeaderParseError, NonASCIILocalPartDefect
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import EmailPolicy
 from email.utils import format_datetime
-from typing import Any
 
+from tidings.adapters import mime_writer as mime
 from tidings.errors import PermanentDeliveryError
 from tidings.model.messages import Message
 
@@ -27,34 +26,7 @@ from tidings.model.messages import Message
 # anything that could end a header line somewhere between us and the recipient's mailbox.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BLANKS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
-_VERBATIM = {"list-unsubscribe"}
 _MAX_LINK = 900  # SMTP lines stop at 998 octets, and this header is never folded
-
-
-class _WirePolicy(EmailPolicy):
-    """The SMTP policy, except that List-Unsubscribe is written as it is.
-
-    Python folds a long unstructured header that has no space in it by turning it into
-    RFC 2047 encoded words; mail clients do not decode those in List-Unsubscribe, whose
-    `<url>` must stay literal, so a long unsubscribe link would be broken for them.
-    """
-
-    def fold(self, name: str, value: Any) -> str:
-        """One header line, verbatim for List-Unsubscribe."""
-        if name.lower() in _VERBATIM:
-            return f"{name}: {value}{self.linesep}"
-        folded: str = super().fold(name, value)
-        return folded
-
-    def fold_binary(self, name: str, value: Any) -> bytes:
-        """One header line as bytes, verbatim for List-Unsubscribe."""
-        if name.lower() in _VERBATIM:
-            return f"{name}: {value}{self.linesep}".encode("ascii")
-        return super().fold_binary(name, value)
-
-
-WIRE = _WirePolicy(linesep="\r\n")
-WIRE_UTF8 = WIRE.clone(utf8=True)
 
 
 def parse_address(value: str, *, field: str) -> Address:
@@ -112,44 +84,80 @@ def envelope(message: Message, *, default_sender: str | None = None) -> tuple[Ad
     return parse_address(sender, field="From"), parse_address(message.to, field="To")
 
 
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """A built message: its header fields (mailboxes parsed, text cleaned) and its parts."""
+
+    sender: Address
+    recipient: Address
+    reply_to: Address | None
+    subject: str
+    date: str
+    message_id: str
+    list_unsubscribe: str | None
+    parts: tuple[mime.Part, ...]
+    boundary: str
+
+    def as_bytes(self, *, utf8: bool = False) -> bytes:
+        """The message as it goes on the wire (CRLF); `utf8` for SMTPUTF8 (UTF-8 text)."""
+        lines = [
+            mime.header_line("From", mime.mailbox(self.sender, utf8=utf8)),
+            mime.header_line("To", mime.mailbox(self.recipient, utf8=utf8)),
+        ]
+        if self.reply_to is not None:
+            lines.append(mime.header_line("Reply-To", mime.mailbox(self.reply_to, utf8=utf8)))
+        if self.subject:
+            lines.append(mime.header_line("Subject", mime.unstructured(self.subject, utf8=utf8)))
+        lines += [
+            mime.header_line("Date", self.date),
+            mime.header_line("Message-ID", self.message_id),
+            mime.header_line("Auto-Submitted", "auto-generated"),
+        ]
+        if self.list_unsubscribe is not None:
+            # Never folded: mail clients read the <url> literally (and it is at most _MAX_LINK).
+            lines.append(f"List-Unsubscribe: <{self.list_unsubscribe}>{mime.CRLF}")
+            # RFC 8058: receivers may unsubscribe with one POST, without a confirmation page.
+            lines.append(mime.header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        lines.append(mime.body(self.parts, self.boundary))
+        return "".join(lines).encode("utf-8" if utf8 else "ascii")
+
+
 def build_email(
     message: Message,
     *,
     list_unsubscribe: str | None,
     default_sender: str | None = None,
-) -> EmailMessage:
+) -> OutgoingEmail:
     """The MIME message for `message`: multipart/alternative when it has HTML."""
     sender, recipient = envelope(message, default_sender=default_sender)
-    mail = EmailMessage(policy=WIRE)
-    mail["From"] = sender
-    mail["To"] = recipient
-    if message.reply_to:
-        mail["Reply-To"] = parse_address(message.reply_to, field="Reply-To")
-    subject = clean_subject(message.subject or "")
-    if subject:
-        mail["Subject"] = subject
-    mail["Date"] = format_datetime(_utc(max(message.created_at, message.not_before)))
-    mail["Message-ID"] = message.message_id
-    mail["Auto-Submitted"] = "auto-generated"
+    reply_to = parse_address(message.reply_to, field="Reply-To") if message.reply_to else None
+    link = None
     if list_unsubscribe and not message.transactional:
         unusable = _CONTROL.search(list_unsubscribe) or any(c in list_unsubscribe for c in "<> ")
         if unusable or not list_unsubscribe.isascii() or len(list_unsubscribe) > _MAX_LINK:
             raise PermanentDeliveryError(f"unusable unsubscribe link {list_unsubscribe!r}")
-        mail["List-Unsubscribe"] = f"<{list_unsubscribe}>"
-        # RFC 8058: receivers may unsubscribe with one POST, without a confirmation page.
-        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        link = list_unsubscribe
     # Quoted-printable keeps every part 7-bit clean, so no server needs 8BITMIME for it.
-    mail.set_content(_lines(message.text), cte="quoted-printable")
+    parts = [mime.Part("plain", _lines(message.text))]
     if message.html:
-        mail.add_alternative(_lines(message.html), subtype="html", cte="quoted-printable")
-        digest = hashlib.sha256(message.key.encode()).hexdigest()[:24]
-        mail.set_boundary(f"=_tidings_{digest}")
-    return mail
+        parts.append(mime.Part("html", _lines(message.html)))
+    digest = hashlib.sha256(message.key.encode()).hexdigest()[:24]
+    return OutgoingEmail(
+        sender=sender,
+        recipient=recipient,
+        reply_to=reply_to,
+        subject=clean_subject(message.subject or ""),
+        date=format_datetime(_utc(max(message.created_at, message.not_before))),
+        message_id=message.message_id,
+        list_unsubscribe=link,
+        parts=tuple(parts),
+        boundary=f"=_tidings_{digest}",
+    )
 
 
-def to_bytes(mail: EmailMessage, *, utf8: bool) -> bytes:
+def to_bytes(mail: OutgoingEmail, *, utf8: bool) -> bytes:
     """The message as it goes on the wire (CRLF); `utf8` for SMTPUTF8 (UTF-8 addresses)."""
-    return mail.as_bytes(policy=WIRE_UTF8 if utf8 else WIRE)
+    return mail.as_bytes(utf8=utf8)
 
 
 def _lines(body: str) -> str:
