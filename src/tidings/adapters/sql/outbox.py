@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import Queries, chunks
+from tidings.adapters.sql.statements import Queries, driver_statement
 from tidings.adapters.sql.tables import messages
 from tidings.errors import StoreError
 from tidings.model.messages import Message, MessageStatus
@@ -24,12 +24,15 @@ class OutboxQueries(Queries):
 
     def add_messages(self, messages: Sequence[Message]) -> int:
         """Insert messages whose key is new; return how many were new."""
-        added = 0
-        stmt = self._ignoring(_m, "key", returning="key")
-        for part in chunks([mapping.message_values(m) for m in messages], 500):
-            # RETURNING lists only the rows actually inserted (a conflict returns nothing).
-            added += len(self._execute(stmt, part).all())
-        return added
+        if not messages:
+            return 0
+        rows = [mapping.message_values(m) for m in messages]
+        stmt = cast(sa.ClauseElement, self._ignoring(_m, "key", returning="key"))
+        insert = driver_statement(self._conn.dialect, stmt, _m, tuple(rows[0]))
+        # RETURNING gives the key of a row actually inserted; a conflict returns nothing. One
+        # row at a time on the driver's cursor: a step queues one or two messages, and
+        # SQLAlchemy's executemany cost more than the inserts themselves.
+        return sum(self._driver_row(insert, row) is not None for row in rows)
 
     def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
         """Due pending messages (and `sending` ones whose lease expired), now marked sending.
