@@ -415,3 +415,31 @@ def test_an_order_before_the_email_was_queued_ends_the_run_as_before(last_send: 
         skips = [e for e in uow.trace_for_contact("c1") if e.kind is TraceKind.skip]
     assert (run.outcome, run.reason) == (Outcome.exited_goal, "ordered")
     assert skips == []
+
+
+def test_an_order_applied_only_after_the_email_was_queued_cancels_it(last_send: Shop) -> None:
+    last_send.event("cart_updated", **CART)
+    received = EVENING + timedelta(minutes=59)
+    with last_send.store.transaction() as uow:  # received before the timer, not yet applied
+        uow.add_event(
+            Event(
+                id="e2",
+                name="order_completed",
+                identifiers={IdentifierKind.email_id: EMAIL},
+                occurred_at=received,
+                received_at=received,
+                properties=ORDER,
+                contact_id="c1",
+            )
+        )
+    last_send.clock.set(EVENING + timedelta(hours=1))
+    assert last_send.processor.process_due().timers == 1  # the run ends, its email queued
+    assert last_send.messages()["cart_reminder"].created_at > received
+
+    assert last_send.at(MORNING) == DeliveryStats(claimed=2, sent=1, cancelled=1)
+    assert last_send.received() == [RECEIPT]
+    reminder = last_send.messages()["cart_reminder"]
+    assert (reminder.status, reminder.last_error) == (
+        MessageStatus.cancelled,
+        "exit goal met by order_completed (e2)",
+    )
