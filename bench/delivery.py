@@ -31,9 +31,12 @@ from tidings.adapters.clock import SystemClock
 from tidings.adapters.smtp import SmtpSender
 from tidings.adapters.smtp_url import parse_smtp_url
 from tidings.adapters.sql.store import SqlStore
+from tidings.compile.templates import TemplateCatalog
+from tidings.engine.decision import Environment
 from tidings.model.contacts import Channel
 from tidings.model.messages import Message
 from tidings.service.delivery import DeliveryWorker
+from tidings.service.registry import WorkflowRegistry
 
 SETTINGS = [(1, 1), (4, 8), (8, 8)]  # (connections, concurrency); (4, 8) is the daemon's default
 HTML = (
@@ -86,9 +89,18 @@ async def drain(
 ) -> tuple[float, int, int]:
     """Drain the outbox; (seconds, messages sent, connections opened)."""
     sender = SmtpSender(parse_smtp_url(url), connections=connections, timeout_s=30)
+    # No runs behind the bench's messages: nothing to recall, so no workflows either.
+    catalog = TemplateCatalog.empty()
     worker = DeliveryWorker(
-        store, sender, sender, SystemClock(), batch=100, concurrency=concurrency
-    )  # type: ignore[arg-type]
+        store,
+        sender,
+        sender,  # type: ignore[arg-type]
+        SystemClock(),
+        registry=WorkflowRegistry(catalog),
+        env=Environment(templates=catalog, mail_from="shop@bench.example", sms_sender="Shop"),
+        batch=100,
+        concurrency=concurrency,
+    )
     start = time.perf_counter()
     stats = await worker.drain()
     seconds = time.perf_counter() - start

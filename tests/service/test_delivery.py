@@ -24,11 +24,14 @@ from tidings.adapters.outbox_dir import OutboxDirSender
 from tidings.adapters.sms_http import HttpSmsSender
 from tidings.adapters.smtp import SmtpSender
 from tidings.adapters.smtp_url import parse_smtp_url
+from tidings.compile.templates import TemplateCatalog
+from tidings.engine.decision import Environment
 from tidings.errors import TemporaryDeliveryError
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Store
 from tidings.service.delivery import DeliveryStats, DeliveryWorker, retry_delay
+from tidings.service.registry import WorkflowRegistry
 
 BASE_S = 30.0
 MAX_S = 3600.0
@@ -59,7 +62,12 @@ def make_worker(
 ) -> DeliveryWorker:
     options = {"backoff_base_s": BASE_S, "backoff_max_s": MAX_S} | options
     unused = OutboxDirSender(Path("/nonexistent/outbox-not-used"))
-    return DeliveryWorker(store, email or unused, sms or unused, clock, **options)
+    catalog = TemplateCatalog.empty()  # these messages' runs are not stored: no goals to judge
+    env = Environment(templates=catalog, mail_from="shop@example.com", sms_sender="Shop")
+    registry = WorkflowRegistry(catalog)
+    return DeliveryWorker(
+        store, email or unused, sms or unused, clock, registry=registry, env=env, **options
+    )
 
 
 def queue(store: Store, *messages: Message) -> None:

@@ -3,14 +3,17 @@
 The shipped workflows (`workflows/`, `templates/`) over every store, the engine and the delivery
 worker driven by a ManualClock, a real SMTP server. Given a cart in the evening, the reminder is
 queued for after the quiet hours (21:00-08:00 Paris); what happens meanwhile decides whether the
-shop's customer receives it at 08:00.
+shop's customer receives it at 08:00. `last_send` is a shop whose cart workflow ends with the
+email: its run is `finished` once the email is queued, and only its exit goals can recall it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -107,7 +110,46 @@ class Shop:
 
 @pytest.fixture
 def shop(store: Store) -> Iterator[Shop]:
-    registry, loaded = WorkflowRegistry.from_directory(ROOT / "workflows", ROOT / "templates")
+    with open_shop(store, ROOT / "workflows") as opened:
+        yield opened
+
+
+LAST_SEND = """\
+id: cart_reminder
+name: One cart reminder, the run's last step
+trigger:
+  event: cart_updated
+  if: "event.properties.total > 0"
+key: "{{ event.properties.cart_id }}"
+mode: restart
+exit:
+  - event: order_completed
+    if: "event.properties.cart_id == run.key"
+    reason: ordered
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - wait: 1h
+  - send_email: {template: abandoned_cart}
+"""
+
+
+@pytest.fixture
+def last_send(store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Shop]:
+    """The receipt and a cart workflow whose last step is the reminder (then `request.param`,
+    e.g. an `exit` step)."""
+    workflows = tmp_path / "workflows"
+    workflows.mkdir()
+    shutil.copy(ROOT / "workflows" / "order_confirmation.yaml", workflows)
+    source = LAST_SEND + getattr(request, "param", "")
+    (workflows / "cart_reminder.yaml").write_text(source, encoding="utf-8")
+    with open_shop(store, workflows) as opened:
+        yield opened
+
+
+@contextmanager
+def open_shop(store: Store, workflows: Path) -> Iterator[Shop]:
+    """The shop over these workflows and the shipped templates."""
+    registry, loaded = WorkflowRegistry.from_directory(workflows, ROOT / "templates")
     assert loaded.problems == []
     metrics = Metrics()
     metered = MeteredStore(store, metrics)
@@ -133,7 +175,7 @@ def shop(store: Store) -> Iterator[Shop]:
     with SmtpTestServer() as smtp:
         sender = SmtpSender(parse_smtp_url(f"smtp://{smtp.host}:{smtp.port}?helo=shop.test"))
         unused = OutboxDirSender(Path("/nonexistent/outbox-not-used"))
-        worker = DeliveryWorker(metered, sender, unused, clock)
+        worker = DeliveryWorker(metered, sender, unused, clock, registry=registry, env=env)
         processor = Processor(metered, registry, env, clock)
         yield Shop(metered, metrics, clock, processor, worker, smtp, sender)
 
@@ -251,3 +293,153 @@ def test_a_receipt_is_sent_even_after_an_unsubscribe_or_a_goal(shop: Shop) -> No
 
     assert shop.at(shop.clock.now() + timedelta(hours=1)) == DeliveryStats(claimed=1, sent=1)
     assert shop.received() == [RECEIPT]
+
+
+def queue_the_last_step_reminder(shop: Shop) -> None:
+    """Given a cart at 20:30: at 21:30 the run ends with its email queued, deferred to 08:00."""
+    shop.event("cart_updated", **CART)
+    assert shop.at(EVENING + timedelta(hours=1)) == DeliveryStats()
+    reminder = shop.messages()["cart_reminder"]
+    assert (reminder.status, reminder.not_before) == (MessageStatus.pending, MORNING)
+    with shop.store.transaction() as uow:
+        run = uow.get_run(reminder.run_id)
+    assert run is not None and run.outcome in (Outcome.finished, Outcome.exited_step)
+
+
+@pytest.mark.parametrize(
+    "last_send", ["", "  - exit: reminded\n"], ids=["finished", "exit_step"], indirect=True
+)
+def test_an_order_after_the_run_finished_cancels_its_queued_last_email(last_send: Shop) -> None:
+    queue_the_last_step_reminder(last_send)
+
+    last_send.clock.set(datetime(2030, 1, 15, 23, 0, tzinfo=PARIS))
+    last_send.event("order_completed", **ORDER)  # e2
+    night = last_send.at(last_send.clock.now())
+    morning = last_send.at(MORNING)
+
+    assert night == DeliveryStats(claimed=1, sent=1)  # the receipt
+    assert morning == DeliveryStats(claimed=1, cancelled=1)
+    assert last_send.received() == [RECEIPT]
+    reminder = last_send.messages()["cart_reminder"]
+    assert (reminder.status, reminder.last_error, reminder.sent_at) == (
+        MessageStatus.cancelled,
+        "exit goal met by order_completed (e2)",
+        None,
+    )
+    with last_send.store.transaction() as uow:
+        trace = [e for e in uow.trace_for_contact("c1") if e.data.get("key") == reminder.key]
+    assert [e.kind for e in trace] == [TraceKind.send, TraceKind.skip]
+    assert (trace[1].at, trace[1].data["reason"]) == (MORNING, "exit_goal")
+    assert last_send.metrics.value("tidings_messages_cancelled_total", channel="email") == 1
+    assert last_send.metrics.value("tidings_sends_skipped_total", workflow="cart_reminder") == 1
+
+    report = read_report(last_send.store, EMAIL, "cart_reminder")
+    assert report is not None
+    text = explain(report, MORNING)
+    assert (
+        f"email to {EMAIL} skipped: exit goal met by order_completed (e2) after it was queued"
+    ) in text
+    assert (
+        f"email 'Camille, your cart is waiting for you' to {EMAIL}: cancelled, not sent:"
+        " exit goal met by order_completed (e2)"
+    ) in text
+
+
+def test_an_order_during_smtp_retries_cancels_a_finished_runs_email(last_send: Shop) -> None:
+    last_send.clock.set(datetime(2030, 1, 15, 10, 0, tzinfo=PARIS))
+    last_send.event("cart_updated", **CART)
+    last_send.smtp.refuse(EMAIL, "451 4.7.1 Try again later", times=1)
+    later = last_send.clock.now() + timedelta(hours=1)
+    assert last_send.at(later) == DeliveryStats(claimed=1, retrying=1)
+
+    last_send.event("order_completed", **ORDER)
+    retry = last_send.messages()["cart_reminder"].next_attempt_at
+    assert retry is not None
+    stats = last_send.at(retry)
+
+    assert stats == DeliveryStats(claimed=2, sent=1, cancelled=1)
+    assert last_send.received() == [RECEIPT]
+    reminder = last_send.messages()["cart_reminder"]
+    assert (reminder.status, reminder.attempts, reminder.last_error) == (
+        MessageStatus.cancelled,
+        1,
+        "exit goal met by order_completed (e2)",
+    )
+
+
+def test_an_order_for_another_cart_does_not_cancel_it(last_send: Shop) -> None:
+    queue_the_last_step_reminder(last_send)
+
+    last_send.clock.set(datetime(2030, 1, 15, 23, 0, tzinfo=PARIS))
+    last_send.event("order_completed", **(ORDER | {"cart_id": "c-other"}))
+    last_send.at(last_send.clock.now())
+
+    assert last_send.at(MORNING) == DeliveryStats(claimed=1, sent=1)
+    assert last_send.received() == [RECEIPT, "Camille, your cart is waiting for you"]
+    assert last_send.messages()["cart_reminder"].status is MessageStatus.sent
+
+
+def test_an_order_dated_before_the_cart_does_not_cancel_it(last_send: Shop) -> None:
+    queue_the_last_step_reminder(last_send)
+
+    last_send.clock.set(datetime(2030, 1, 15, 23, 0, tzinfo=PARIS))
+    with last_send.store.transaction() as uow:  # an old order, imported late: history
+        uow.add_event(
+            Event(
+                id="old",
+                name="order_completed",
+                identifiers={IdentifierKind.email_id: EMAIL},
+                occurred_at=EVENING - timedelta(days=1),
+                received_at=last_send.clock.now(),
+                properties=ORDER,
+                contact_id="c1",
+            )
+        )
+    last_send.processor.run_until_idle()
+
+    last_send.at(MORNING)
+    assert "Camille, your cart is waiting for you" in last_send.received()
+    assert last_send.messages()["cart_reminder"].status is MessageStatus.sent
+
+
+def test_an_order_before_the_email_was_queued_ends_the_run_as_before(last_send: Shop) -> None:
+    last_send.event("cart_updated", **CART)
+    last_send.clock.set(EVENING + timedelta(minutes=30))
+    last_send.event("order_completed", **ORDER)  # the run is waiting: the engine ends it
+
+    assert last_send.at(MORNING) == DeliveryStats(claimed=1, sent=1)
+    assert last_send.received() == [RECEIPT]
+    assert "cart_reminder" not in last_send.messages()  # never queued, nothing to recall
+    with last_send.store.transaction() as uow:
+        [run] = [r for r in uow.runs_for_contact("c1", active_only=False) if r.key != "A-10428"]
+        skips = [e for e in uow.trace_for_contact("c1") if e.kind is TraceKind.skip]
+    assert (run.outcome, run.reason) == (Outcome.exited_goal, "ordered")
+    assert skips == []
+
+
+def test_an_order_applied_only_after_the_email_was_queued_cancels_it(last_send: Shop) -> None:
+    last_send.event("cart_updated", **CART)
+    received = EVENING + timedelta(minutes=59)
+    with last_send.store.transaction() as uow:  # received before the timer, not yet applied
+        uow.add_event(
+            Event(
+                id="e2",
+                name="order_completed",
+                identifiers={IdentifierKind.email_id: EMAIL},
+                occurred_at=received,
+                received_at=received,
+                properties=ORDER,
+                contact_id="c1",
+            )
+        )
+    last_send.clock.set(EVENING + timedelta(hours=1))
+    assert last_send.processor.process_due().timers == 1  # the run ends, its email queued
+    assert last_send.messages()["cart_reminder"].created_at > received
+
+    assert last_send.at(MORNING) == DeliveryStats(claimed=2, sent=1, cancelled=1)
+    assert last_send.received() == [RECEIPT]
+    reminder = last_send.messages()["cart_reminder"]
+    assert (reminder.status, reminder.last_error) == (
+        MessageStatus.cancelled,
+        "exit goal met by order_completed (e2)",
+    )

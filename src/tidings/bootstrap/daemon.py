@@ -80,6 +80,8 @@ class Daemon:
             components.email,
             components.sms,
             components.clock,
+            registry=components.registry,
+            env=components.env,
             max_age=timedelta(seconds=settings.delivery_max_age_s),
         )
         self.ingest = IngestService(

@@ -9,20 +9,26 @@ dated 10:00 that should have started the abandoned-cart run. Applied in event-ti
 order would have ended that run, so a run that starts (or is queued) finds its goal already met
 when one of `ContactState.applied_after` reaches it: it ends at once with Outcome.exited_goal,
 before its first step, and the trace names the event, its date and that it came first.
+
+A run that ended on its own (walked off its steps, an `exit` step) no longer has goals, yet a
+marketing message it queued may still wait in the outbox. `goal_met_for_ended_run` tells the
+delivery worker whether an event reaches one of that run's goals, judged exactly as for a
+waiting run: same horizon, same conditions, the run's key and context (see `service.recall`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from tidings.compile.loader import CompiledWorkflow
 from tidings.engine.context import all_hold, build_context
-from tidings.engine.decision import Draft
+from tidings.engine.decision import ContactState, Draft, Environment
 from tidings.errors import ConditionError
 from tidings.model.events import Event
 from tidings.model.runs import Run
-from tidings.model.trace import TraceKind
+from tidings.model.trace import TraceEntry, TraceKind
 from tidings.model.workflow import Goal
 
 TRIGGERED_AT = "triggered_at"
@@ -78,22 +84,56 @@ def goal_reached(draft: Draft, workflow: CompiledWorkflow, run: Run, event: Even
     return None
 
 
-def goal_already_met(draft: Draft, workflow: CompiledWorkflow, run: Run) -> GoalMet | None:
-    """The earliest event applied before this run's trigger that already reached its goal."""
-    if not workflow.definition.exit:
-        return None
-    names = {name for goal in workflow.definition.exit for name in goal.event}
+def goal_names(workflow: CompiledWorkflow) -> frozenset[str]:
+    """The event names any of the workflow's exit goals listens for."""
+    return frozenset(name for goal in workflow.definition.exit for name in goal.event)
+
+
+def _candidates(workflow: CompiledWorkflow, run: Run, events: Iterable[Event]) -> list[Event]:
+    """The events that may be goals for this run (name, horizon, not its trigger), in date order."""
+    names = goal_names(workflow)
     horizon = goal_horizon(run)
-    candidates = sorted(
+    return sorted(
         (
             e
-            for e in draft.state.applied_after
+            for e in events
             if e.name in names and e.occurred_at >= horizon and e.id != run.trigger_event_id
         ),
         key=lambda e: (e.occurred_at, e.seq or 0),
     )
-    for event in candidates:
+
+
+def goal_already_met(draft: Draft, workflow: CompiledWorkflow, run: Run) -> GoalMet | None:
+    """The earliest event applied before this run's trigger that already reached its goal."""
+    if not workflow.definition.exit:
+        return None
+    for event in _candidates(workflow, run, draft.state.applied_after):
         goal = goal_reached(draft, workflow, run, event)
         if goal is not None:
             return GoalMet(goal, event)
     return None
+
+
+def goal_met_for_ended_run(
+    state: ContactState,
+    workflow: CompiledWorkflow,
+    run: Run,
+    events: Iterable[Event],
+    *,
+    now: datetime,
+    env: Environment,
+) -> tuple[GoalMet | None, list[TraceEntry]]:
+    """The earliest of these events that reaches an exit goal of this ended run, and the
+    trace of conditions that could not be evaluated.
+
+    Each event is judged as the core judges it for a waiting run when that event is processed
+    (the event as `event` and as the decision's current event, the run as `run`, `now`).
+    """
+    notes: list[TraceEntry] = []
+    for event in _candidates(workflow, run, events):
+        draft = Draft(state, now, env, current=event)
+        goal = goal_reached(draft, workflow, run, event)
+        notes.extend(draft.build().trace)
+        if goal is not None:
+            return GoalMet(goal, event), notes
+    return None, notes

@@ -2,8 +2,10 @@
 
 One round (`run_once`) claims the messages due now (the store marks them `sending` under a
 lease) and, in that same transaction, cancels those recalled since they were queued (see
-`recall`: their run exited by a goal or was restarted, or the contact unsubscribed). It sends
-the rest concurrently and records each result in its own short transaction:
+`recall`: their run exited by a goal or was restarted, the contact unsubscribed, or the run
+finished with the send and an event since reaches one of its exit goals: hence the worker's
+workflow registry and engine environment). It sends the rest concurrently and records each
+result in its own short transaction:
 
 - sent: status `sent`, `sent_at`, the provider's reference, and a `delivered` trace entry;
 - temporary failure: back to `pending` with `attempts + 1`, `last_error` and
@@ -31,13 +33,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from tidings.engine.decision import Environment
 from tidings.errors import DeliveryError, PermanentDeliveryError
 from tidings.model.contacts import Channel
 from tidings.model.durations import format_duration
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, EmailSender, SmsSender, Store, UnitOfWork
-from tidings.service.recall import recall
+from tidings.service.recall import Goals, recall
+from tidings.service.registry import WorkflowRegistry
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,8 @@ class DeliveryWorker:
         sms: SmsSender,
         clock: Clock,
         *,
+        registry: WorkflowRegistry,
+        env: Environment,
         batch: int = 100,
         lease: timedelta = timedelta(minutes=5),
         max_age: timedelta = timedelta(days=3),
@@ -119,6 +125,7 @@ class DeliveryWorker:
         self._email = email
         self._sms = sms
         self._clock = clock
+        self._goals = Goals(registry, env)
         self._batch = batch
         self._lease = lease
         self._max_age = max_age
@@ -170,7 +177,7 @@ class DeliveryWorker:
         worker can claim it between the check and the claim.
         """
         claimed = uow.claim_messages(now, self._batch, self._lease)
-        return len(claimed), recall(uow, claimed, now) if claimed else []
+        return len(claimed), recall(uow, claimed, now, self._goals) if claimed else []
 
     async def _deliver(self, message: Message, slots: asyncio.Semaphore) -> MessageStatus | None:
         """Send one message (within the concurrency bound) and record the outcome."""

@@ -6,29 +6,61 @@ mode `restart` (a new run sends its own reminder) or by an operator, or the cont
 unsubscribe from the channel. Sending then would be the "reminder after the purchase" the
 product promises not to send, so the delivery worker checks each message in the very
 transaction that claims it: a recalled message is saved `cancelled` with the reason in
-`last_error` and a `skip` trace entry, and is never handed to a sender. Other endings
-(`finished`, an `exit` step, `error`) do not recall: those runs meant the message to go.
+`last_error` and a `skip` trace entry, and is never handed to a sender.
+
+A run whose last step is the send ends (`finished`, or `exited_step` after an `exit` step) the
+moment the message is queued, so its goals no longer end it. Its queued message is still
+recalled when one of the contact's events reaches an exit goal of the run's workflow version,
+judged by the engine's own goal logic (`engine.goals`) as for a waiting run: an event of a
+goal's name, dated at or after the run's goal horizon, not its trigger, whose conditions hold
+with the run's key and context as of now. Only for messages of such runs whose workflow has
+exit goals, with one indexed query: the contact's events of the goal names since the horizon.
+An event the engine already weighed while the run waited did not end it then, and weighed
+again gives the same answer unless its conditions read state that changed since; it is looked
+at too, so an order the engine applied only after the run had finished (an event backlog
+behind the timer that sent) is not missed. Reason: `exit goal met by order_completed (e12)`.
+A run ended by an `error` keeps its messages: it met no goal, it failed.
 
 Transactional messages (`transactional: true`, e.g. an order confirmation) are never recalled:
 they are exempt from consent, and a goal does not cancel them either, since a receipt is owed
 whatever the customer did next.
 
-An exit or unsubscribe that commits after the claim is like one that comes after the send.
+An exit, unsubscribe or goal event that commits after the claim is like one that comes after
+the send.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
+from tidings.engine.decision import ContactState, Environment
+from tidings.engine.goals import goal_horizon, goal_met_for_ended_run, goal_names
 from tidings.model.contacts import Contact
+from tidings.model.events import Event
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Outcome, Run
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import UnitOfWork
+from tidings.service.registry import WorkflowRegistry
 
 # Run endings that take back what the run queued but has not delivered yet.
 RECALLING = frozenset({Outcome.exited_goal, Outcome.restarted, Outcome.cancelled})
+
+# Run endings after which the run's exit goals still recall what it queued.
+GOALS_OUTLIVE = frozenset({Outcome.finished, Outcome.exited_step})
+
+GOAL_MET = "exit_goal"
+"""The `reason` in a skip entry's data when an event reached a goal after the run ended."""
+
+
+@dataclass(frozen=True)
+class Goals:
+    """What judging an ended run's exit goals takes: its workflow version and the engine's env."""
+
+    registry: WorkflowRegistry
+    env: Environment
 
 
 def recall_reason(
@@ -48,12 +80,15 @@ def recall_reason(
     return None
 
 
-def recall(uow: UnitOfWork, claimed: Sequence[Message], now: datetime) -> list[Message]:
+def recall(
+    uow: UnitOfWork, claimed: Sequence[Message], now: datetime, goals: Goals
+) -> list[Message]:
     """Cancel the claimed messages that are recalled (saved and traced); return the others."""
     runs: dict[str, Run | None] = {}
     contacts: dict[str, Contact | None] = {}
+    met: dict[str, tuple[str, str] | None] = {}  # by run: one goal check per run and round
     keep: list[Message] = []
-    cancelled: list[TraceEntry] = []
+    trace: list[TraceEntry] = []
     for message in claimed:
         if message.transactional:
             keep.append(message)
@@ -62,17 +97,51 @@ def recall(uow: UnitOfWork, claimed: Sequence[Message], now: datetime) -> list[M
             runs[message.run_id] = uow.get_run(message.run_id)
         if message.contact_id not in contacts:
             contacts[message.contact_id] = uow.get_contact(message.contact_id)
-        recalled = recall_reason(message, runs[message.run_id], contacts[message.contact_id])
+        run, contact = runs[message.run_id], contacts[message.contact_id]
+        recalled = recall_reason(message, run, contact)
+        if recalled is None and run is not None and contact is not None:
+            if run.id not in met:
+                met[run.id] = _goal_met(uow, run, contact, now, goals=goals, trace=trace)
+            recalled = met[run.id]
         if recalled is None:
             keep.append(message)
             continue
         cause, reason = recalled
         update = {"status": MessageStatus.cancelled, "last_error": reason, "next_attempt_at": None}
         uow.save_message(message.model_copy(update=update))
-        cancelled.append(_trace(message, cause, reason, now))
-    if cancelled:
-        uow.add_trace(cancelled)
+        trace.append(_trace(message, cause, reason, now))
+    if trace:
+        uow.add_trace(trace)
     return keep
+
+
+def _goal_met(
+    uow: UnitOfWork,
+    run: Run,
+    contact: Contact,
+    now: datetime,
+    *,
+    goals: Goals,
+    trace: list[TraceEntry],
+) -> tuple[str, str] | None:
+    """Whether an event reaches an exit goal of a run that ended on its own (see the module)."""
+    if run.outcome not in GOALS_OUTLIVE:
+        return None
+    workflow = goals.registry.version(run.workflow_id, run.workflow_version, uow)
+    if workflow is None or not workflow.definition.exit:
+        return None
+    history: Sequence[Event] = ()
+    if workflow.uses_history:
+        history = uow.contact_events(contact.id)  # conditions see it; the goals come from it too
+        found = history
+    else:
+        found = uow.contact_events(contact.id, names=goal_names(workflow), since=goal_horizon(run))
+    state = ContactState(contact=contact, runs=(), history=history)
+    reached, notes = goal_met_for_ended_run(state, workflow, run, found, now=now, env=goals.env)
+    trace.extend(notes)
+    if reached is None:
+        return None
+    return GOAL_MET, f"exit goal met by {reached.event.name} ({reached.event.id})"
 
 
 def _trace(message: Message, cause: str, reason: str, now: datetime) -> TraceEntry:
