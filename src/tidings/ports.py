@@ -73,8 +73,11 @@ class ContactBatch(Protocol):
 class EventLog(Protocol):
     """The durable log of events, in order of receipt (`seq`)."""
 
-    def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
-        """Store an event (seq assigned); with a dedup key seen before, return that one, False."""
+    def add_event(
+        self, event: Event, *, dedup_key: str | None = None, processed: bool = False
+    ) -> tuple[Event, bool]:
+        """Store an event (seq assigned; `processed`: as history, never claimed); with a dedup
+        key seen before, return that one, False."""
         ...
 
     def claim_events(self, limit: int) -> list[Event]:

@@ -133,6 +133,19 @@ def test_claims_take_unprocessed_events_in_seq_order(store: Store) -> None:
         assert [e.seq for e in uow.claim_events(10)] == seqs[2:]
 
 
+def test_an_event_added_as_processed_is_history_never_claimed(store: Store) -> None:
+    with store.transaction() as uow:
+        history, _ = uow.add_event(make_event(1), processed=True)
+        live, _ = uow.add_event(make_event(2))
+        again, created_again = uow.add_event(make_event(3), dedup_key="k", processed=True)
+    with store.transaction() as uow:
+        assert uow.claim_events(10) == [live]
+        assert uow.contact_events("contact-1") == [history]
+        assert uow.contact_events("contact-3") == [again]
+        assert uow.list_events()[1] == 3
+    assert created_again
+
+
 def test_a_contacts_events_come_in_event_time_order_with_inclusive_filters(store: Store) -> None:
     late_arrival = make_event(1, contact_id="contact-1", occurred_at=T0 + timedelta(minutes=1))
     with store.transaction() as uow:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from click.testing import Result
@@ -20,10 +21,12 @@ from typer.testing import CliRunner
 
 from support.daemon import API_KEY, T0, Server
 from tidings.adapters.clock import ManualClock
+from tidings.adapters.events_client import EventsClient, ImportRefusedError
 from tidings.adapters.http.app import HttpDeps, create_app
 from tidings.adapters.http.auth import KeyChecker
 from tidings.adapters.sql.keys import SqlKeyStore
 from tidings.adapters.sql.store import SqlStore
+from tidings.bootstrap.importing import import_over_http
 from tidings.cli.main import app
 from tidings.engine.core import Environment
 from tidings.model.events import Event, IdentifierKind
@@ -32,6 +35,7 @@ from tidings.service.processing import Processor
 from tidings.service.registry import WorkflowRegistry
 from tidings.service.shapes import brevo_event
 from tidings.service.validation import Limits
+from tidings.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TIDINGS_API_KEYS": None}
@@ -248,9 +252,10 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    """The HTTP app on a loopback socket (uvicorn in a thread) over SQLite."""
-    db_url = f"sqlite:///{tmp_path / 'daemon.db'}"
+def daemon(shop: Shop) -> Iterator[Daemon]:
+    """The HTTP app on a loopback socket (uvicorn in a thread) over the shop's SQLite file; its
+    engine is `shop.process()`, which runs the shop's workflows over the same log."""
+    db_url = shop.url
     store = SqlStore(db_url)
     store.migrate()
     key_store = SqlKeyStore(db_url)
@@ -291,7 +296,7 @@ def test_into_a_running_daemon_rows_go_in_batches_and_refusals_come_back_by_line
 
     assert result.exit_code == 1, result.output
     assert result.stdout.splitlines()[0] == (
-        "7 rows: 5 events accepted by the daemon (its workflows process them); refused 2; skipped 0"
+        "7 rows: 5 events accepted by the daemon as history (no workflow); refused 2; skipped 0"
     )
     assert result.stdout.splitlines()[1].startswith("line 4: events[3].identifiers.contact_id")
     assert result.stdout.splitlines()[2].startswith("line 6: malformed JSON")
@@ -304,6 +309,77 @@ def test_into_a_running_daemon_rows_go_in_batches_and_refusals_come_back_by_line
     again = invoke(path, "--url", daemon.url, "--api-key", API_KEY)
     assert len(daemon.events()) == 5  # the same batches again: stored once
     assert again.exit_code == 1
+
+
+def post_live(daemon: Daemon, name: str, email: str = "ann@example.com") -> int:
+    """A live event from a client of the daemon: over its socket, no mode header."""
+    live = {"event_name": name, "identifiers": {"email_id": email}}
+    with httpx.Client(base_url=daemon.url, headers={"api-key": API_KEY}) as client:
+        return client.post("/v3/events", json=live).status_code
+
+
+def test_into_a_daemon_history_starts_nothing_but_a_later_live_event_sees_it(
+    shop: Shop, daemon: Daemon, tmp_path: Path
+) -> None:
+    path = jsonl(tmp_path / "orders.jsonl", [body("order_completed")])
+
+    result = invoke(path, "--url", daemon.url, "--api-key", API_KEY)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "1 rows: 1 events accepted by the daemon as history (no workflow); refused 0; skipped 0"
+    ]
+    assert shop.process() == 0  # nothing for the engine: no `thanks` run
+    assert shop.rows("runs") == []
+    assert post_live(daemon, "visited") == 204
+    assert shop.process() == 1
+    assert [workflow for workflow, _ in shop.rows("runs")] == ["back"]
+    assert shop.rows("messages") == [("back", "Welcome back")]
+
+
+def test_into_a_daemon_with_trigger_the_workflows_run(
+    shop: Shop, daemon: Daemon, tmp_path: Path
+) -> None:
+    path = jsonl(tmp_path / "orders.jsonl", [body("order_completed")])
+
+    result = invoke(path, "--url", daemon.url, "--api-key", API_KEY, "--trigger")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "1 rows: 1 events accepted by the daemon for the workflows to process; refused 0; skipped 0"
+    ]
+    assert shop.process() == 1
+    assert shop.rows("messages") == [("thanks", "Welcome back")]
+
+
+def test_importing_into_a_daemon_twice_stores_each_event_once_as_history(
+    shop: Shop, daemon: Daemon, tmp_path: Path
+) -> None:
+    path = jsonl(tmp_path / "log.jsonl", [body("order_completed"), body("visited")])
+    first = invoke(path, "--url", daemon.url, "--api-key", API_KEY)
+
+    again = invoke(path, "--url", daemon.url, "--api-key", API_KEY)
+    triggered = invoke(path, "--url", daemon.url, "--api-key", API_KEY, "--trigger")
+
+    assert [r.exit_code for r in (first, again, triggered)] == [0, 0, 0]
+    assert [e.name for e in daemon.events()] == ["order_completed", "visited"]
+    assert shop.process() == 0  # stored once, as first stored: history
+    assert shop.rows("runs") == []
+
+
+def test_a_daemon_that_ignores_the_history_header_stops_the_import(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "log.jsonl", [body("visited")])
+    seen: list[str | None] = []
+
+    def older_daemon(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("X-Tidings-Mode"))
+        return httpx.Response(202, json={"message": "Batch accepted", "count": 1})
+
+    with httpx.Client(transport=httpx.MockTransport(older_daemon)) as http:
+        client = EventsClient("http://daemon.invalid", API_KEY, history=True, client=http)
+        with pytest.raises(ImportRefusedError, match="without X-Tidings-Mode: history"):
+            import_over_http(Path(path), None, client, load_settings(environ={}))
+    assert seen == ["history"]
 
 
 def test_a_bad_key_stops_the_import_with_the_daemons_answer(daemon: Daemon, tmp_path: Path) -> None:

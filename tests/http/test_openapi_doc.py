@@ -38,6 +38,17 @@ def test_every_ingestion_route_is_described() -> None:
     assert set(create["responses"]) == {"204", "400", "401", "413", "429", "503"}
 
 
+def test_the_history_mode_is_described_on_both_create_routes() -> None:
+    paths = json.loads(DOC.read_text(encoding="utf-8"))["paths"]
+    for path, success in (("/v3/events", "204"), ("/v3/events/batch", "202")):
+        operation = paths[path]["post"]
+        [mode] = [p for p in operation["parameters"] if p["name"] == "X-Tidings-Mode"]
+        assert (mode["in"], mode["required"]) == ("header", False)
+        assert "history" in mode["description"]
+        headers = operation["responses"][success]["headers"]
+        assert headers["X-Tidings-Mode"]["schema"] == {"type": "string", "enum": ["history"]}
+
+
 def test_daemon_serves_its_openapi(daemon: Daemon) -> None:
     with httpx.Client() as client:
         served = client.get(f"{daemon.url}/openapi.json").json()

@@ -46,6 +46,23 @@ def test_events_are_stored_unprocessed_on_their_contact(store: Store) -> None:
     assert contact.identifiers == {IdentifierKind.email_id: "x@y.org"}
 
 
+def test_history_is_stored_processed_on_its_contact_and_a_live_repeat_stays_history(
+    store: Store,
+) -> None:
+    service = IngestService(store, ManualClock(T0))
+    body = {"event_name": "a", "identifiers": {"email_id": "x@y.org"}}
+    history = submission(service, body, idempotency_key="k1", history=True)
+    outcome = service.ingest_now(history)
+    repeat = service.ingest_now(submission(service, body, idempotency_key="k1"))
+    live = service.ingest_now(submission(service, body | {"event_name": "b"}))
+    assert (outcome.stored, outcome.new_contacts, repeat.duplicates) == (1, 1, 1)
+    with store.transaction() as uow:
+        assert [e.name for e in uow.claim_events(10)] == ["b"]  # only the live one
+        seen = uow.contact_events(outcome.events[0].contact_id or "")
+    assert [e.name for e in seen] == ["a", "b"]
+    assert live.events[0].contact_id == outcome.events[0].contact_id
+
+
 class FailOnEvent:
     """A store whose transactions fail when an event named `poison` is added."""
 
@@ -57,10 +74,12 @@ class FailOnEvent:
         with self.store.transaction() as uow:
             original = uow.add_event
 
-            def add_event(event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
+            def add_event(
+                event: Event, *, dedup_key: str | None = None, processed: bool = False
+            ) -> tuple[Event, bool]:
                 if event.name == "poison":
                     raise StoreError("refused")
-                return original(event, dedup_key=dedup_key)
+                return original(event, dedup_key=dedup_key, processed=processed)
 
             uow.add_event = add_event  # type: ignore[method-assign]
             yield uow

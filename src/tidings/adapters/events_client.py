@@ -2,8 +2,12 @@
 
 `post_batch` sends `POST /v3/events/batch` with the `api-key` header and an `Idempotency-Key`
 derived from the events' ids, so an import run again (or retried after a timeout) stores each
-event once. A batch the daemon refuses because of some items (400 with `errors[].eventIndex`)
-comes back as those indexes and reasons: the caller reports them and sends the others again.
+event once. With `history` it adds `X-Tidings-Mode: history` (stored as already processed: no
+workflow applies them) and insists on the daemon's answer saying so too: a daemon or proxy that
+dropped the header has let its workflows apply that batch, so the import stops there.
+
+A batch the daemon refuses because of some items (400 with `errors[].eventIndex`) comes back
+as those indexes and reasons: the caller reports them and sends the others again.
 Overload and server errors (429, 5xx) and dropped connections are retried with backoff, as the
 official SDKs do; a bad key or any other refusal raises `ImportRefusedError`.
 """
@@ -18,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from tidings.adapters.http import HISTORY, MODE_HEADER
 from tidings.errors import TidingsError
 
 RETRIES = 5
@@ -49,6 +54,7 @@ class EventsClient:
         base_url: str,
         api_key: str,
         *,
+        history: bool = False,
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -58,6 +64,9 @@ class EventsClient:
         self._client = client or httpx.Client(timeout=60)
         self._owns_client = client is None
         self._headers = {"api-key": api_key}
+        self.history = history
+        if history:
+            self._headers[MODE_HEADER] = HISTORY
         self._sleep = sleep
 
     def close(self) -> None:
@@ -70,6 +79,12 @@ class EventsClient:
         headers = {**self._headers, "Idempotency-Key": idempotency_key(ids)}
         response = self._send({"events": list(bodies)}, headers)
         if response.status_code == 202:
+            if self.history and response.headers.get(MODE_HEADER, "").lower() != HISTORY:
+                raise ImportRefusedError(
+                    f"{self.base_url}/events/batch stored a batch without {MODE_HEADER}: history"
+                    " (a daemon that predates it, or a proxy dropping the header?): its"
+                    " workflows may process those events; import with --trigger, or upgrade"
+                )
             return BatchResult(accepted=len(bodies))
         answer = _json(response)
         items = answer.get("errors") if isinstance(answer, dict) else None

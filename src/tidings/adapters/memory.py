@@ -237,8 +237,11 @@ class MemoryUnitOfWork:
 
     # -- events ---------------------------------------------------------------------------
 
-    def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
-        """Store an event (seq assigned); with a dedup key seen before, return that one, False."""
+    def add_event(
+        self, event: Event, *, dedup_key: str | None = None, processed: bool = False
+    ) -> tuple[Event, bool]:
+        """Store an event (seq assigned; `processed`: as history, never claimed); with a dedup
+        key seen before, return that one, False."""
         if dedup_key is not None and dedup_key in self._s.dedup:
             return _out(self._s.events[self._s.dedup[dedup_key] - 1]), False
         seq = len(self._s.events) + 1
@@ -250,6 +253,8 @@ class MemoryUnitOfWork:
             if stored.contact_id not in self._s.events_by_contact:
                 self._j.put(self._s.events_by_contact, stored.contact_id, [])
             self._j.append(self._s.events_by_contact[stored.contact_id], seq)
+        if processed:
+            self.mark_events_processed([seq])
         return _out(stored), True
 
     def claim_events(self, limit: int) -> list[Event]:

@@ -132,9 +132,12 @@ class MeteredUnitOfWork:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
-        """Store an event, counting it when it is new."""
-        stored, is_new = self._inner.add_event(event, dedup_key=dedup_key)
+    def add_event(
+        self, event: Event, *, dedup_key: str | None = None, processed: bool = False
+    ) -> tuple[Event, bool]:
+        """Store an event, counting it when it is new (history is not counted as processed:
+        no workflow applied it)."""
+        stored, is_new = self._inner.add_event(event, dedup_key=dedup_key, processed=processed)
         if is_new:
             self._observed.add("tidings_events_ingested_total")
         return stored, is_new

@@ -7,10 +7,11 @@ are stored as already processed: history that `has_event` and `count_events` see
 nothing. With `trigger`, they are stored unprocessed, and the daemon applies them to the
 workflows (runs start when it processes them; their waits count from then).
 
-Into a daemon (`--url`): `POST /v3/events/batch`, a batch at a time; the daemon applies every
-event it accepts to the workflows, as it does for any client (there is no history-only mode
-over HTTP). A row refused by the daemon is reported with its line and the rest of its batch is
-sent again.
+Into a daemon (`--url`): `POST /v3/events/batch`, a batch at a time, with `X-Tidings-Mode:
+history` by default: the daemon stores the events as already processed, exactly as above, and
+its workflows never apply them. With `trigger` the header is left out and the daemon applies
+every event it accepts, as for any client. A row refused by the daemon is reported with its
+line and the rest of its batch is sent again.
 
 Either way rows are read and checked as the API checks them (same code), events go in time
 order, and every refused or skipped row is reported with its line number.
@@ -47,7 +48,8 @@ class ImportResult:
 
     rows: int = 0  # data lines of the file
     events: int = 0  # valid events (a merged order is one event of several rows)
-    stored: int = 0  # new events stored (database), or accepted by the daemon (HTTP)
+    # New events stored (database), or accepted by the daemon (HTTP: repeats count too).
+    stored: int = 0
     duplicates: int = 0  # already in the database: not stored again
     refused: list[RowProblem] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -116,11 +118,12 @@ def import_over_http(
     progress: Callable[[int], None] | None = None,
     batch: int = BATCH,
 ) -> ImportResult:
-    """Send a file's events to a running daemon, which applies them to its workflows."""
+    """Send a file's events to a running daemon: as history when the client says so, else for
+    its workflows to apply."""
     now = SystemClock().now()
     limits = limits_of(settings)
     rules = load_mapping(mapping) if mapping is not None else None
-    result = ImportResult(triggered=True)
+    result = ImportResult(triggered=not client.history)
     items: list[tuple[datetime, _Item]] = []
     rows = read_rows(events_file, rules)
     for row in rows:

@@ -1,11 +1,11 @@
 """`tidings import FILE`: load an event log (JSONL, or CSV with `--mapping`) into Tidings.
 
-Straight into the database (`--database URL`, default the configured one): as history by
-default — stored as already processed, so `has_event` and `count_events` see the events but no
-workflow starts — or, with `--trigger`, for the workflows to process (the daemon applies them
-when it next looks at its log). Or into a running daemon (`--url http://HOST:PORT --api-key
-KEY`) over `POST /v3/events/batch`: the daemon then always applies the events to its workflows,
-as it does for any client. Importing the same file twice stores each event once.
+Straight into the database (`--database URL`, default the configured one), or into a running
+daemon (`--url http://HOST:PORT --api-key KEY`, over `POST /v3/events/batch` with
+`X-Tidings-Mode: history`). Either way as history by default — stored as already processed, so
+`has_event` and `count_events` see the events but no workflow starts — or, with `--trigger`,
+for the workflows to process (the daemon applies them when it next looks at its log).
+Importing the same file twice stores each event once.
 
 Refused rows are printed with their line number and reason and the good rows are imported all
 the same; skipped rows (event names the mapping leaves out) are counted by reason. A progress
@@ -50,7 +50,7 @@ def import_events(
     ] = None,
     url: Annotated[
         str | None,
-        typer.Option("--url", help="A running daemon, http://HOST:PORT (always triggers)."),
+        typer.Option("--url", help="A running daemon, http://HOST:PORT."),
     ] = None,
     api_key: Annotated[
         str | None,
@@ -60,7 +60,7 @@ def import_events(
         bool, typer.Option("--trigger", help="Let the workflows process the events.")
     ] = False,
 ) -> None:
-    """Import events into the database (as history by default) or into a running daemon."""
+    """Import events into the database or a running daemon (as history by default)."""
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -91,7 +91,7 @@ def import_events(
         with progress:
             if url is not None:
                 key = api_key or _configured_key(settings.api_keys)
-                client = EventsClient(url, key)
+                client = EventsClient(url, key, history=not trigger)
                 try:
                     result = import_over_http(
                         events, mapping, client, settings, on_read=on_read, progress=advance
@@ -124,10 +124,11 @@ def _configured_key(keys: list[SecretStr]) -> str:
 
 def print_result(result: ImportResult, console: Console, over_http: bool) -> None:
     """What was imported, then every refused row (up to SHOWN) and the skipped rows by reason."""
+    use = "for the workflows to process" if result.triggered else "as history (no workflow)"
     if over_http:
-        what = f"{result.stored} events accepted by the daemon (its workflows process them)"
+        # The daemon answers a repeat as it answers new events: it cannot say "already stored".
+        what = f"{result.stored} events accepted by the daemon {use}"
     else:
-        use = "for the workflows to process" if result.triggered else "as history (no workflow)"
         what = f"{result.stored} events stored {use}"
         if result.duplicates:
             what += f", {result.duplicates} already stored"

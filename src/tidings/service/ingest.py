@@ -2,7 +2,9 @@
 
 `IngestService.ingest(submission)` returns only after the transaction holding the events has
 committed (through the group-commit writer, so concurrent requests share transactions). Events
-are stored unprocessed; the engine consumes them later.
+are stored unprocessed and the engine consumes them later, unless the submission is `history`:
+then its events are stored already processed (one row, one write), so conditions such as
+`has_event` see them and no workflow ever applies them (`import`, `X-Tidings-Mode: history`).
 
 Duplicates (docs/ingestion.md) are recognised three ways, strongest first:
 - an explicit key: `Idempotency-Key` header (`idem:<api key id>:<value>[:<index>]`) or the
@@ -50,6 +52,7 @@ class Submission:
     dedup_keys: tuple[str | None, ...]
     match_content: bool
     batch: bool = False
+    history: bool = False  # stored as already processed: seen by conditions, starts nothing
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,9 @@ class IngestService:
         idempotency_key: str | None = None,
         tracker_ids: Sequence[str | None] | None = None,
         batch: bool = False,
+        history: bool = False,
     ) -> Submission:
-        """Package one request's events with their dedup keys."""
+        """Package one request's events with their dedup keys (`history`: stored processed)."""
         received = events[0].received_at if events else self.clock.now()
         keys, match_content = dedup_keys(
             len(events),
@@ -165,7 +169,7 @@ class IngestService:
             contact_scopes=[contact_scope(e) for e in events] if tracker_ids else None,
             batch=batch,
         )
-        return Submission(tuple(events), keys, match_content, batch)
+        return Submission(tuple(events), keys, match_content, batch, history)
 
     async def ingest(self, submission: Submission) -> Outcome:
         """Store a submission; returns once its transaction has committed."""
@@ -272,9 +276,13 @@ class IngestService:
                 # (over a replay cache) must hold the contact before the event joins its history.
                 book.save(contact)
                 new_contacts += 1
-                saved, is_new_event = uow.add_event(record, dedup_key=key)
+                saved, is_new_event = uow.add_event(
+                    record, dedup_key=key, processed=submission.history
+                )
             else:
-                saved, is_new_event = uow.add_event(record, dedup_key=key)
+                saved, is_new_event = uow.add_event(
+                    record, dedup_key=key, processed=submission.history
+                )
                 # A duplicate must not replay its contact update over later ones.
                 if is_new_event and resolution.changed:
                     book.save(contact)

@@ -222,14 +222,10 @@ class Writer:
         for part in _chunks(events, self.chunk):
             with self.store.transaction() as uow:
                 ingest = self._ingest_service(uow)
-                seqs = [
-                    stored.seq or 0
-                    for line, event in part
-                    if (stored := self._ingest(ingest, line, event, totals)) is not None
-                ]
-                if processed:
-                    uow.mark_events_processed(seqs)
-                    totals.history += len(seqs)
+                for line, event in part:
+                    stored = self._ingest(ingest, line, event, totals, history=processed)
+                    if stored is not None and processed:
+                        totals.history += 1
             if progress is not None:
                 progress(len(part))
         return totals
@@ -258,8 +254,7 @@ class Writer:
                         totals.after_until += 1
                         continue
                     if start is not None and event.occurred_at < start:
-                        if (stored := self._ingest(ingest, line, event, totals)) is not None:
-                            seqs.append(stored.seq or 0)
+                        if self._ingest(ingest, line, event, totals, history=True) is not None:
                             totals.history += 1
                         continue
                     # Timers due before the event fire first, before it is even stored.
@@ -322,11 +317,18 @@ class Writer:
         )
 
     def _ingest(
-        self, ingest: IngestService, line: int, event: Event, totals: StoreTotals
+        self,
+        ingest: IngestService,
+        line: int,
+        event: Event,
+        totals: StoreTotals,
+        *,
+        history: bool = False,
     ) -> Event | None:
-        """Store one event; the stored event when new, None when refused or a duplicate."""
+        """Store one event (`history`: as already processed); the stored event when new, None
+        when refused or a duplicate."""
         submission = ingest.submission(
-            [event], key_id=self.key_id, body=b"", idempotency_key=event.id
+            [event], key_id=self.key_id, body=b"", idempotency_key=event.id, history=history
         )
         try:
             outcome = ingest.ingest_now(submission)

@@ -168,9 +168,11 @@ class CachedUnitOfWork:
 
     # -------------------------------------------------------------- events
 
-    def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
+    def add_event(
+        self, event: Event, *, dedup_key: str | None = None, processed: bool = False
+    ) -> tuple[Event, bool]:
         """Store an event (written through: the store assigns its seq)."""
-        stored, is_new = self.uow.add_event(event, dedup_key=dedup_key)
+        stored, is_new = self.uow.add_event(event, dedup_key=dedup_key, processed=processed)
         if is_new and stored.contact_id is not None:
             history = self._entry(stored.contact_id).events
             if history is not None:

@@ -3,6 +3,11 @@
 Existing Brevo clients work by changing only their base URL to `http://HOST:PORT/v3`. Bodies are
 read raw and validated by `tidings.service.shapes`, so every refusal names its field the way
 Brevo's does; a 2xx is sent only after the events' transaction committed.
+
+Tidings' one extension: `X-Tidings-Mode: history` on `POST /v3/events[/batch]` stores the events
+as already processed (history for `has_event` and `count_events`; no workflow applies them) and
+the answer carries the same header back, so a client can tell a daemon that honoured it from
+one that ignored it. Only api keys reach these routes; Brevo clients never send the header.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from tidings.adapters.http import schemas
+from tidings.adapters.http import HISTORY, MODE_HEADER, schemas
 from tidings.adapters.http.deps import (
     api_key_header,
     authorise_async,
     deps_of,
+    history_mode,
     ingested,
     rate_headers,
 )
@@ -38,6 +44,17 @@ IdempotencyKey = Annotated[
         description="Optional: a repeat with the same key is answered 2xx and stored once.",
     ),
 ]
+Mode = Annotated[
+    str | None,
+    Header(
+        alias=MODE_HEADER,
+        description=(
+            "Tidings only, optional: `history` stores the events as already processed, so history"
+            " conditions (`has_event`, `count_events`) see them and no workflow starts; the answer"
+            " then carries `X-Tidings-Mode: history`. Absent or `live`: workflows apply them."
+        ),
+    ),
+]
 
 
 async def api_key(request: Request, presented: str | None = Security(api_key_header)) -> ApiKey:
@@ -53,23 +70,25 @@ ApiKeyDep = Annotated[ApiKey, Security(api_key)]
     status_code=204,
     response_class=Response,
     summary="Create an event",
-    responses=schemas.ERRORS,
+    responses=schemas.ERRORS | {204: schemas.answered_as_history(schemas.ERRORS[204])},
     openapi_extra=schemas.json_body(schemas.CreateEvent),
 )
 async def create_event(
-    request: Request, key: ApiKeyDep, idempotency_key: IdempotencyKey = None
+    request: Request, key: ApiKeyDep, idempotency_key: IdempotencyKey = None, mode: Mode = None
 ) -> Response:
     """Store one event; 204 once it is committed."""
     deps = deps_of(request)
+    history = history_mode(mode)
     body = await request.body()
     now = deps.clock.now()
     event = brevo_event(parse_json(body), now=now, limits=deps.ingest.limits)
     submission = deps.ingest.submission(
-        [event], key_id=key.id, body=body, idempotency_key=idempotency_key
+        [event], key_id=key.id, body=body, idempotency_key=idempotency_key, history=history
     )
     outcome = await deps.ingest.ingest(submission)
-    ingested(deps, outcome)
-    return Response(status_code=204, headers=rate_headers(request))
+    if not history:  # history gives the engine nothing to do
+        ingested(deps, outcome)
+    return Response(status_code=204, headers=_answer_headers(request, history))
 
 
 @router.post(
@@ -78,14 +97,18 @@ async def create_event(
     response_model=schemas.BatchAccepted,
     summary="Create events in a batch",
     responses=schemas.errors_except(204)
-    | {400: {"model": schemas.BatchErrorBody, "description": "Refused whole"}},
+    | {
+        202: schemas.answered_as_history({}),
+        400: {"model": schemas.BatchErrorBody, "description": "Refused whole"},
+    },
     openapi_extra=schemas.json_body(schemas.CreateBatchEvents),
 )
 async def create_batch_events(
-    request: Request, key: ApiKeyDep, idempotency_key: IdempotencyKey = None
+    request: Request, key: ApiKeyDep, idempotency_key: IdempotencyKey = None, mode: Mode = None
 ) -> Response:
     """Store up to 1000 events in one transaction; any invalid item refuses the whole batch."""
     deps = deps_of(request)
+    history = history_mode(mode)
     body = await request.body()
     now = deps.clock.now()
     limits = deps.ingest.limits
@@ -94,15 +117,29 @@ async def create_batch_events(
         lambda: brevo_batch(parse_json(body), now=now, limits=limits)
     )
     submission = deps.ingest.submission(
-        events, key_id=key.id, body=body, idempotency_key=idempotency_key, batch=True
+        events,
+        key_id=key.id,
+        body=body,
+        idempotency_key=idempotency_key,
+        batch=True,
+        history=history,
     )
     outcome = await deps.ingest.ingest(submission)
-    ingested(deps, outcome)
+    if not history:
+        ingested(deps, outcome)
     return JSONResponse(
         {"message": "Batch accepted", "count": len(events)},
         status_code=202,
-        headers=rate_headers(request),
+        headers=_answer_headers(request, history),
     )
+
+
+def _answer_headers(request: Request, history: bool) -> dict[str, str]:
+    """A success's headers: the rate limit, and the mode when it was history."""
+    headers = rate_headers(request)
+    if history:
+        headers[MODE_HEADER] = HISTORY
+    return headers
 
 
 def _parse_when(value: str, name: str, *, end: bool) -> datetime:

@@ -1,5 +1,5 @@
 """What the HTTP routes are given (`HttpDeps`) and the request steps they share: key check,
-rate limit, reading the body, and telling the engine that events arrived."""
+rate limit, reading the body, the ingestion mode, and telling the engine that events arrived."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
+from tidings.adapters.http import HISTORY, LIVE, MODE_HEADER
 from tidings.adapters.http.auth import KeyChecker
 from tidings.adapters.http.errors import ApiProblemError
 from tidings.adapters.http.rate_limit import RateLimiter
@@ -112,6 +113,19 @@ def _admit(request: Request, deps: HttpDeps, key: ApiKey | None, header: str) ->
                 headers=allowance.headers(),
             )
     return key
+
+
+def history_mode(value: str | None) -> bool:
+    """Whether a request's `X-Tidings-Mode` asks for history (absent or `live`: Brevo's
+    behaviour; any other value is refused, so a typo never triggers workflows by surprise)."""
+    if value is None:
+        return False
+    mode = value.strip().lower()
+    if mode not in {HISTORY, LIVE}:
+        raise ApiProblemError(
+            400, "invalid_parameter", f"{MODE_HEADER}: expected '{HISTORY}' or '{LIVE}'"
+        )
+    return mode == HISTORY
 
 
 def rate_headers(request: Request) -> dict[str, str]:

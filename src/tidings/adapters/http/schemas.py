@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tidings.adapters.http import HISTORY, MODE_HEADER
+
 
 class ErrorBody(BaseModel):
     """Every error: Brevo's code and a message naming the field."""
@@ -168,6 +170,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorBody, "description": "Over the key's rate limit (see Retry-After)"},
     503: {"model": ErrorBody, "description": "The store is unavailable; retry"},
 }
+
+
+def answered_as_history(response: dict[str, Any]) -> dict[str, Any]:
+    """A success response that also documents the `X-Tidings-Mode: history` answer header."""
+    header = {
+        "description": "`history` when the request asked for it: the daemon honoured the mode",
+        "schema": {"type": "string", "enum": [HISTORY]},
+    }
+    return {**response, "headers": {MODE_HEADER: header}}
 
 
 def errors_except(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Brevo's tracker endpoints (`/api/v2/identify`, `trackEvent`, `trackPage`, `trackLink`, header
 `ma-key`) and the JavaScript tracker that calls them, served at `/js/tracker.js`.
 
-Tracker keys sit in public web pages, so these routes only ever add events; they answer
-browsers from any origin (CORS), with no credentials.
+Tracker keys sit in public web pages, so these routes only ever add live events (a request
+asking for `X-Tidings-Mode: history` is refused, 403); they answer browsers from any origin
+(CORS), with no credentials.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from fastapi import APIRouter, Header, Request, Security
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tidings.adapters.http import schemas
+from tidings.adapters.http import MODE_HEADER, schemas
 from tidings.adapters.http.deps import (
     authorise_async,
     deps_of,
+    history_mode,
     ingested,
     ma_key_header,
     rate_headers,
 )
+from tidings.adapters.http.errors import ApiProblemError
 from tidings.model.events import Event
 from tidings.model.keys import ApiKey, KeyKind
 from tidings.service.shapes import tracker_event, tracker_identify, tracker_link, tracker_page
@@ -51,6 +54,13 @@ async def _track(
     idempotency_key: str | None,
 ) -> Response:
     deps = deps_of(request)
+    if history_mode(request.headers.get(MODE_HEADER)):
+        # Said, not ignored: a client asking for history must never start workflows unawares.
+        raise ApiProblemError(
+            403,
+            "permission_denied",
+            f"{MODE_HEADER}: history is for api keys on /v3/events; the tracker adds live events",
+        )
     body = await request.body()
     event, data_id = parse(parse_json(body), deps.clock.now(), deps.ingest.limits)
     submission = deps.ingest.submission(
@@ -76,7 +86,8 @@ def _with_id(raw: object, now: datetime, limits: Limits) -> tuple[Event, str | N
 _TRACKER = {
     "status_code": 204,
     "response_class": Response,
-    "responses": schemas.ERRORS,
+    "responses": schemas.ERRORS
+    | {403: {"model": schemas.ErrorBody, "description": f"{MODE_HEADER}: history asked for"}},
 }
 
 

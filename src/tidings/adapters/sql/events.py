@@ -51,9 +51,12 @@ def _window(
 class EventQueries(Queries):
     """The `EventLog` port over one connection."""
 
-    def add_event(self, event: Event, *, dedup_key: str | None = None) -> tuple[Event, bool]:
-        """Store an event (seq assigned); with a dedup key seen before, return that one, False."""
-        values = mapping.event_values(event, dedup_key)
+    def add_event(
+        self, event: Event, *, dedup_key: str | None = None, processed: bool = False
+    ) -> tuple[Event, bool]:
+        """Store an event (seq assigned; `processed`: as history, never claimed); with a dedup
+        key seen before, return that one, False."""
+        values = mapping.event_values(event, dedup_key, processed=processed)
         dialect = self._conn.dialect
         if dedup_key is None:
             insert = driver_statement(dialect, _INSERT, _e, _NEW_ROW)

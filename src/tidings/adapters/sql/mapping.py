@@ -53,8 +53,9 @@ def contact_from_row(row: RowMapping, identifiers: Mapping[str, str]) -> Contact
     )
 
 
-def event_values(event: Event, dedup_key: str | None) -> Values:
-    """Column values of a new event row (`seq` is assigned by the database)."""
+def event_values(event: Event, dedup_key: str | None, *, processed: bool = False) -> Values:
+    """Column values of a new event row (`seq` is assigned by the database; `processed_at`
+    stays empty for history: no workflow ever applied it)."""
     return {
         "id": event.id,
         "name": event.name,
@@ -68,7 +69,7 @@ def event_values(event: Event, dedup_key: str | None) -> Values:
         "conflicts": {kind.value: value for kind, value in event.conflicts.items()},
         "source": event.source,
         "dedup_key": dedup_key,
-        "processed": False,
+        "processed": processed,
     }
 
 
