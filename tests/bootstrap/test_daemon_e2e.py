@@ -135,6 +135,30 @@ def test_sighup_reloads_workflows_keeps_runs_on_their_version_and_reports_bad_fi
     assert daemon.stop() == 0
 
 
+def test_sighup_with_in_flight_cancel_cancels_the_older_runs_and_explain_says_why(
+    site: Site,
+) -> None:
+    daemon = site.start()
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.tick()
+    [before] = daemon.runs()
+
+    cancel = CART_TWO_HOURS.replace("    steps:", "    in_flight: cancel\n    steps:")
+    site.write_workflow("cart.yaml", cancel)
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: daemon.logs.find("runs in flight cancelled"), "the cancellation")
+    daemon.advance(timedelta(hours=2))
+
+    assert site.smtp.received == []  # the run's 1h wait would have sent the email
+    [run] = daemon.runs()
+    assert run.outcome is Outcome.cancelled
+    assert run.reason is not None and before.workflow_version in run.reason
+    explained = site.cmd("explain", "ann@example.com")
+    assert explained.returncode == 0, explained.stderr
+    assert f"run cancelled: {run.reason}" in explained.stdout
+    assert daemon.stop() == 0
+
+
 def test_sigterm_stops_gracefully_and_a_restart_picks_up_what_became_due(site: Site) -> None:
     daemon = site.start()
     daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
