@@ -91,7 +91,7 @@ ERRORS = {
         in_flight: cancle
         steps: [{wait: 1h}]
         """,
-        "cart.yaml:3:12: in_flight: expected one of 'keep' or 'cancel', found 'cancle' "
+        "cart.yaml:3:12: in_flight: expected one of 'keep', 'cancel' or 'upgrade', found 'cancle' "
         "(did you mean 'cancel'?)",
     ),
     "two kinds in one step": (

@@ -73,9 +73,11 @@ def test_midnight_is_a_time_of_day_not_a_missing_one() -> None:
 MINIMAL = {"id": "cart", "trigger": {"event": "cart_updated"}, "steps": [{"wait": "1h"}]}
 
 
-def test_runs_in_flight_keep_their_version_unless_the_workflow_says_cancel() -> None:
+def test_runs_in_flight_keep_their_version_unless_the_workflow_says_otherwise() -> None:
     assert Workflow.model_validate(MINIMAL).in_flight is InFlight.keep
     cancel = Workflow.model_validate({**MINIMAL, "in_flight": "cancel"})
     assert cancel.in_flight is InFlight.cancel
-    with pytest.raises(ValidationError, match="'keep' or 'cancel'"):
-        Workflow.model_validate({**MINIMAL, "in_flight": "upgrade"})
+    upgrade = Workflow.model_validate({**MINIMAL, "in_flight": "upgrade"})
+    assert upgrade.in_flight is InFlight.upgrade
+    with pytest.raises(ValidationError, match="'keep', 'cancel' or 'upgrade'"):
+        Workflow.model_validate({**MINIMAL, "in_flight": "migrate"})

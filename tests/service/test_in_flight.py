@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,11 @@ class Shop:
         return workflow
 
     def cart(self, contact_id: str = "c1", cart_id: str = "K1") -> None:
-        """A cart event from this contact (created on first use), applied now."""
+        """A cart event from this contact, applied now."""
+        self.event("cart_updated", contact_id, cart_id=cart_id)
+
+    def event(self, name: str, contact_id: str = "c1", **properties: Any) -> None:
+        """An event from this contact (created on first use), applied now."""
         email = f"{contact_id}@example.com"
         with self.store.transaction() as uow:
             if contact_id not in self.contacts:
@@ -101,11 +106,11 @@ class Shop:
             uow.add_event(
                 Event(
                     id=f"e{self.seen}",
-                    name="cart_updated",
+                    name=name,
                     identifiers={IdentifierKind.email_id: email},
                     occurred_at=self.clock.now(),
                     received_at=self.clock.now(),
-                    properties={"cart_id": cart_id},
+                    properties=properties,
                     contact_id=contact_id,
                 )
             )
@@ -283,8 +288,8 @@ def test_a_bad_in_flight_value_is_refused_and_the_last_good_version_stays(shop: 
     )
 
     assert [str(p) for p in outcome.problems] == [
-        f"{shop.folder / 'workflows' / 'cart.yaml'}:5:12: in_flight: expected one of 'keep' or"
-        " 'cancel', found 'cancle' (did you mean 'cancel'?)"
+        f"{shop.folder / 'workflows' / 'cart.yaml'}:5:12: in_flight: expected one of 'keep',"
+        " 'cancel' or 'upgrade', found 'cancle' (did you mean 'cancel'?)"
     ]
 
 
@@ -316,3 +321,79 @@ def test_daemons_sharing_a_store_cancel_each_run_once(shop: Shop, store: Store) 
     for contact_id in contacts:
         assert [r.outcome for r in shop.runs(contact_id)] == [Outcome.cancelled]
         assert len(shop.cancellations(contact_id)) == 1
+
+
+UPGRADE = {"mode: queued": "mode: queued\nin_flight: upgrade"}
+
+
+def test_upgrade_moves_a_run_waiting_at_a_wait_and_it_carries_on_with_the_new_steps(
+    shop: Shop,
+) -> None:
+    shop.cart()
+    [old] = shop.runs()
+    renamed = "send_email: {template: cart, subject: 'New {{ event.properties.cart_id }}'}"
+    shop.write(
+        CART, **UPGRADE, **{"send_email: {template: cart}\n  - wait": renamed + "\n  - wait"}
+    )
+    new = shop.load()
+    shop.clock.advance(timedelta(minutes=30))
+
+    assert apply_in_flight(shop.processor, [new]) == 1
+    [moved] = shop.runs()
+    assert (moved.workflow_version, moved.status) == (new.version, RunStatus.waiting)
+    assert moved.due_at == T0 + timedelta(hours=4)  # the timer armed by the old version
+    [entry] = [e for e in shop.trace() if e.kind is TraceKind.upgraded]
+    assert entry.message == (
+        f"run moved from version {old.workflow_version} to {new.version} at step 0"
+        " (in_flight: upgrade)"
+    )
+    shop.at(T0 + timedelta(hours=4))
+    [message] = shop.messages()
+    assert message.subject == "New K1"
+    assert apply_in_flight(shop.processor, [new]) == 0
+
+
+def test_upgrade_cancels_a_run_whose_step_is_now_of_another_kind(shop: Shop) -> None:
+    shop.cart()
+    [old] = shop.runs()
+    shop.write(CART, **UPGRADE, **{"  - wait: 4h\n": ""})  # step 0 is now the send_email
+    new = shop.load()
+
+    assert apply_in_flight(shop.processor, [new]) == 1
+    [run] = shop.runs()
+    assert (run.outcome, run.reason) == (
+        Outcome.cancelled,
+        f"version {old.workflow_version} replaced by {new.version}: it waits at a wait at step"
+        " 0, now a send_email (in_flight: upgrade)",
+    )
+    shop.at(T0 + timedelta(days=2))
+    assert shop.messages() == []
+
+
+WAIT_FOR = """
+    id: cart
+    trigger: {event: cart_updated}
+    steps:
+      - wait_for:
+          event: order_completed
+          timeout: 1d
+          on_event: [{exit: bought}]
+    """
+
+
+def test_upgrade_makes_a_wait_for_await_the_new_version_s_events(shop: Shop) -> None:
+    shop.write(WAIT_FOR)
+    shop.processor = processor_over(shop.store, shop.folder, shop.clock)
+    shop.cart()
+    shop.write(
+        WAIT_FOR, **{"order_completed": "checkout_done", "steps:": "in_flight: upgrade\nsteps:"}
+    )
+    new = shop.load()
+
+    assert apply_in_flight(shop.processor, [new]) == 1
+    [moved] = shop.runs()
+    assert (moved.workflow_version, moved.waiting_for) == (new.version, ("checkout_done",))
+    shop.clock.advance(timedelta(minutes=5))
+    shop.event("checkout_done")
+    [run] = shop.runs()
+    assert (run.outcome, run.reason) == (Outcome.exited_step, "bought")

@@ -16,8 +16,9 @@ Signals: SIGTERM/SIGINT stop gracefully (stop accepting requests and finish thos
 let the engine finish its pass, give in-flight deliveries `shutdown_grace_s`, after which their
 lease returns them to the outbox; close the store). SIGHUP reloads workflows: bad files are
 logged as errors and keep their last good version running, good ones replace theirs, and runs
-in flight keep the version they started on unless the new version says `in_flight: cancel`
-(`service.in_flight`, applied after each reload to the versions that changed, and at start).
+in flight keep the version they started on unless the new version says `in_flight: cancel` or
+`upgrade` (`service.in_flight`, applied after each reload to the versions that changed, and at
+start).
 SIGUSR1 makes the daemon look at what is due now.
 
 Time control for tests (off by default): with `TIDINGS_CLOCK_FILE=/path` the daemon's clock is
@@ -353,12 +354,12 @@ class Daemon:
     def _apply_in_flight(self) -> None:
         """Apply the `in_flight` policy of the newly current versions (logged when it acts)."""
         workflows = self._in_flight_pending
-        cancelled = apply_in_flight(self.processor, workflows)
+        settled = apply_in_flight(self.processor, workflows)
         self._in_flight_pending = []
-        if cancelled:
+        if settled:
             log.info(
-                "runs in flight cancelled by a new workflow version",
-                extra={"runs": cancelled, "workflows": [f"{w.id}@{w.version}" for w in workflows]},
+                "runs in flight settled by a new workflow version (in_flight)",
+                extra={"runs": settled, "workflows": [f"{w.id}@{w.version}" for w in workflows]},
             )
 
     # ------------------------------------------------------------------ delivery

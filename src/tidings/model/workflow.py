@@ -109,6 +109,7 @@ class InFlight(StrEnum):
 
     keep = "keep"  # they carry on with the version they started on
     cancel = "cancel"  # they end with outcome `cancelled`; their undelivered marketing is recalled
+    upgrade = "upgrade"  # they move to this version when their step is still the same kind
 
 
 class Trigger(Frozen):
@@ -361,7 +362,8 @@ class Workflow(Frozen):
     in_flight: InFlight = Field(
         default=InFlight.keep,
         description="when this version is loaded, what happens to runs waiting on another "
-        "version: keep (they carry on with it) or cancel",
+        "version: keep (they carry on with it), cancel, or upgrade (move to this version when "
+        "the step they wait at is still a wait / wait_for here, else cancel)",
     )
     steps: Annotated[list[Step], Field(min_length=1)]
 

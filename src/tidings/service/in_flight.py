@@ -5,7 +5,8 @@ have changed while it was down) and after a SIGHUP reload (for the workflows who
 changed). `keep` does nothing. `cancel` ends the runs waiting on any other version with outcome
 `cancelled`, traced with a reason naming both versions (`tidings explain` shows it); their
 marketing messages still in the outbox are then recalled by the delivery worker
-(`service.recall`), which cancels the messages of cancelled runs when they come due.
+(`service.recall`), which cancels the messages of cancelled runs when they come due. `upgrade`
+moves them to the new version where it can, and cancels the others (`engine.in_flight`).
 
 Runs are taken a batch at a time (`Processor.batch`), one transaction per batch. Each contact
 is locked (`Processor.contact_state`) and its runs read again under the lock before the core
@@ -22,9 +23,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from tidings.compile.loader import CompiledWorkflow
-from tidings.engine.in_flight import on_new_version
+from tidings.engine.in_flight import on_new_version, on_other_version
 from tidings.errors import StoreError
-from tidings.model.runs import Outcome
 from tidings.model.workflow import InFlight
 from tidings.ports import UnitOfWork
 from tidings.service.processing import Processor
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def apply_in_flight(processor: Processor, workflows: Iterable[CompiledWorkflow]) -> int:
     """Apply each workflow's `in_flight` policy to the waiting runs on its other versions;
-    returns how many runs it cancelled."""
+    returns how many runs it cancelled or moved to the new version."""
     cancelled = 0
     for workflow in workflows:
         if workflow.definition.in_flight is InFlight.keep:
@@ -83,7 +83,7 @@ def _settle(
     contact_id: str,
     now: datetime,
 ) -> int:
-    """Decide and write one contact's runs; returns how many were cancelled."""
+    """Decide and write one contact's runs; returns how many were cancelled or moved."""
     state = processor.contact_state(uow, contact_id)  # locked, then read: fresh
     if state is None:
         return 0
@@ -91,4 +91,6 @@ def _settle(
     if decision.is_empty:
         return 0
     processor.write(uow, decision, now)
-    return sum(1 for run in decision.runs if run.outcome is Outcome.cancelled)
+    # Not the queued runs that started because a run before them was cancelled.
+    settled = {run.id for run in state.runs if on_other_version(run, workflow)}
+    return sum(1 for run in decision.runs if run.id in settled)
