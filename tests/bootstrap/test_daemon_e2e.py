@@ -177,6 +177,28 @@ def test_sigterm_stops_gracefully_and_a_restart_picks_up_what_became_due(site: S
     assert again.stop() == 0
 
 
+def test_a_restart_with_a_file_saying_in_flight_cancel_cancels_before_the_timer_fires(
+    site: Site,
+) -> None:
+    daemon = site.start()
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.tick()
+    assert daemon.stop() == 0
+
+    # Edited while the daemon was down, and the run's 1h wait is over when it comes back.
+    cancel = CART_TWO_HOURS.replace("    steps:", "    in_flight: cancel\n    steps:")
+    site.write_workflow("cart.yaml", cancel)
+    site.clock_file.write_text((T0 + timedelta(hours=3)).isoformat(), encoding="utf-8")
+    again = site.start()
+    again.tick()
+
+    assert site.smtp.received == []
+    [run] = again.runs()
+    assert run.outcome is Outcome.cancelled
+    assert again.logs.find("runs in flight settled")[0]["runs"] == 1
+    assert again.stop() == 0
+
+
 def test_with_the_real_clock_the_alarm_alone_wakes_the_engine_when_a_wait_ends(
     site: Site,
 ) -> None:

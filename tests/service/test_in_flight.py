@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import textwrap
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from tidings.adapters.clock import ManualClock
 from tidings.adapters.outbox_dir import OutboxDirSender
 from tidings.compile.loader import CompiledWorkflow
 from tidings.engine.core import Environment
+from tidings.errors import StoreError
 from tidings.model.contacts import Contact
 from tidings.model.events import Event, IdentifierKind
 from tidings.model.messages import Message, MessageStatus
@@ -319,6 +322,51 @@ def test_daemons_sharing_a_store_cancel_each_run_once(shop: Shop, store: Store) 
     assert errors == []
     assert sum(counts) == len(contacts)
     for contact_id in contacts:
+        assert [r.outcome for r in shop.runs(contact_id)] == [Outcome.cancelled]
+        assert len(shop.cancellations(contact_id)) == 1
+
+
+class DeadlockOnSecondLock:
+    """A store whose transactions fail when they lock a second contact, as one does on
+    PostgreSQL when an engine batch holds that contact and waits for the first."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.failures = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.inner.transaction() as uow:
+            yield _Locking(uow, self)
+
+
+class _Locking:
+    def __init__(self, uow: Any, store: DeadlockOnSecondLock) -> None:
+        self._uow, self._store, self._locked = uow, store, 0
+
+    def lock_contact(self, contact_id: str) -> None:
+        self._locked += 1
+        if self._locked == 2:
+            self._store.failures += 1
+            raise StoreError("deadlock detected")
+        self._uow.lock_contact(contact_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._uow, name)
+
+
+def test_a_batch_that_fails_is_retried_one_contact_per_transaction(
+    shop: Shop, store: Store
+) -> None:
+    for contact_id in ("c1", "c2", "c3"):
+        shop.cart(contact_id)
+    shop.write(CART, **{"mode: queued": "mode: queued\nin_flight: cancel"})
+    failing = DeadlockOnSecondLock(store)
+    daemon = processor_over(failing, shop.folder, shop.clock)  # type: ignore[arg-type]
+
+    assert apply_in_flight(daemon, daemon.registry.current) == 3
+    assert failing.failures == 1  # the batch of three, rolled back, then one by one
+    for contact_id in ("c1", "c2", "c3"):
         assert [r.outcome for r in shop.runs(contact_id)] == [Outcome.cancelled]
         assert len(shop.cancellations(contact_id)) == 1
 
