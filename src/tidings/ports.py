@@ -151,6 +151,10 @@ class RunStore(Protocol):
         """The earliest due time of any waiting run."""
         ...
 
+    def runs_off_version(self, workflow_id: str, version: str, limit: int) -> list[Run]:
+        """Waiting runs of this workflow on any other version, oldest first (by start, id)."""
+        ...
+
     def run_counts(self) -> list[RunCount]:
         """Runs per workflow, status and step."""
         ...

@@ -135,6 +135,30 @@ def test_sighup_reloads_workflows_keeps_runs_on_their_version_and_reports_bad_fi
     assert daemon.stop() == 0
 
 
+def test_sighup_with_in_flight_cancel_cancels_the_older_runs_and_explain_says_why(
+    site: Site,
+) -> None:
+    daemon = site.start()
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.tick()
+    [before] = daemon.runs()
+
+    cancel = CART_TWO_HOURS.replace("    steps:", "    in_flight: cancel\n    steps:")
+    site.write_workflow("cart.yaml", cancel)
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: daemon.logs.find("runs in flight settled"), "the cancellation")
+    daemon.advance(timedelta(hours=2))
+
+    assert site.smtp.received == []  # the run's 1h wait would have sent the email
+    [run] = daemon.runs()
+    assert run.outcome is Outcome.cancelled
+    assert run.reason is not None and before.workflow_version in run.reason
+    explained = site.cmd("explain", "ann@example.com")
+    assert explained.returncode == 0, explained.stderr
+    assert f"run cancelled: {run.reason}" in explained.stdout
+    assert daemon.stop() == 0
+
+
 def test_sigterm_stops_gracefully_and_a_restart_picks_up_what_became_due(site: Site) -> None:
     daemon = site.start()
     daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
@@ -150,6 +174,28 @@ def test_sigterm_stops_gracefully_and_a_restart_picks_up_what_became_due(site: S
     assert len(site.smtp.received) == 1
     assert message_ids(site.smtp) == [m.message_id for m in again.messages()]
     assert again.metric("tidings_timer_lag_seconds") == 0
+    assert again.stop() == 0
+
+
+def test_a_restart_with_a_file_saying_in_flight_cancel_cancels_before_the_timer_fires(
+    site: Site,
+) -> None:
+    daemon = site.start()
+    daemon.post_event("cart_updated", "ann@example.com", cart_id="K1", total=10)
+    daemon.tick()
+    assert daemon.stop() == 0
+
+    # Edited while the daemon was down, and the run's 1h wait is over when it comes back.
+    cancel = CART_TWO_HOURS.replace("    steps:", "    in_flight: cancel\n    steps:")
+    site.write_workflow("cart.yaml", cancel)
+    site.clock_file.write_text((T0 + timedelta(hours=3)).isoformat(), encoding="utf-8")
+    again = site.start()
+    again.tick()
+
+    assert site.smtp.received == []
+    [run] = again.runs()
+    assert run.outcome is Outcome.cancelled
+    assert again.logs.find("runs in flight settled")[0]["runs"] == 1
     assert again.stop() == 0
 
 

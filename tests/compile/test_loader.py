@@ -84,6 +84,16 @@ ERRORS = {
         """,
         "cart.yaml:3:1: quiet_hour: unknown key 'quiet_hour' (did you mean 'quiet_hours'?)",
     ),
+    "misspelled value with did-you-mean": (
+        """
+        id: cart
+        trigger: {event: cart_updated}
+        in_flight: cancle
+        steps: [{wait: 1h}]
+        """,
+        "cart.yaml:3:12: in_flight: expected one of 'keep', 'cancel' or 'upgrade', found 'cancle' "
+        "(did you mean 'cancel'?)",
+    ),
     "two kinds in one step": (
         """
         id: cart

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tidings.model.durations import format_duration, parse_duration
-from tidings.model.workflow import WaitSpec, WaitStep
+from tidings.model.workflow import InFlight, WaitSpec, WaitStep, Workflow
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,16 @@ def test_a_wait_is_exactly_one_kind(spec: dict[str, object], message: str) -> No
 
 def test_midnight_is_a_time_of_day_not_a_missing_one() -> None:
     assert WaitStep.model_validate({"wait": {"until": "00:00"}}).wait.until == time(0, 0)
+
+
+MINIMAL = {"id": "cart", "trigger": {"event": "cart_updated"}, "steps": [{"wait": "1h"}]}
+
+
+def test_runs_in_flight_keep_their_version_unless_the_workflow_says_otherwise() -> None:
+    assert Workflow.model_validate(MINIMAL).in_flight is InFlight.keep
+    cancel = Workflow.model_validate({**MINIMAL, "in_flight": "cancel"})
+    assert cancel.in_flight is InFlight.cancel
+    upgrade = Workflow.model_validate({**MINIMAL, "in_flight": "upgrade"})
+    assert upgrade.in_flight is InFlight.upgrade
+    with pytest.raises(ValidationError, match="'keep', 'cancel' or 'upgrade'"):
+        Workflow.model_validate({**MINIMAL, "in_flight": "migrate"})

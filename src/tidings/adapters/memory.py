@@ -362,6 +362,18 @@ class MemoryUnitOfWork:
         ]
         return min(times, default=None)
 
+    def runs_off_version(self, workflow_id: str, version: str, limit: int) -> list[Run]:
+        """Waiting runs of this workflow on any other version, oldest first (by start, id)."""
+        found = [
+            r
+            for r in self._s.runs.values()
+            if r.status is RunStatus.waiting
+            and r.workflow_id == workflow_id
+            and r.workflow_version != version
+        ]
+        found.sort(key=lambda r: (r.started_at, r.id))
+        return [_out(r) for r in found[:limit]]
+
     def run_counts(self) -> list[RunCount]:
         """Runs per workflow, status and step, with the earliest due time among them."""
         groups: dict[tuple[str, str, str], list[Run]] = {}

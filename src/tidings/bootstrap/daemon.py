@@ -16,7 +16,10 @@ Signals: SIGTERM/SIGINT stop gracefully (stop accepting requests and finish thos
 let the engine finish its pass, give in-flight deliveries `shutdown_grace_s`, after which their
 lease returns them to the outbox; close the store). SIGHUP reloads workflows: bad files are
 logged as errors and keep their last good version running, good ones replace theirs, and runs
-in flight keep the version they started on. SIGUSR1 makes the daemon look at what is due now.
+in flight keep the version they started on unless the new version says `in_flight: cancel` or
+`upgrade` (`service.in_flight`, applied after each reload to the versions that changed, and at
+start).
+SIGUSR1 makes the daemon look at what is due now.
 
 Time control for tests (off by default): with `TIDINGS_CLOCK_FILE=/path` the daemon's clock is
 the time written in that file (`FileClock`). A test rewrites the file, sends SIGUSR1 and waits
@@ -43,7 +46,9 @@ from tidings.adapters.http.app import HttpDeps, HttpLimits, create_app
 from tidings.adapters.http.consent import consent_router
 from tidings.adapters.http.ops import OpsSources, ops_router
 from tidings.bootstrap.components import Components
+from tidings.compile.loader import CompiledWorkflow
 from tidings.service.delivery import DeliveryWorker
+from tidings.service.in_flight import apply_in_flight
 from tidings.service.ingest import IngestService
 from tidings.service.processing import Processor, ProcessStats
 from tidings.service.registry import WorkflowRegistry
@@ -97,6 +102,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._stopping = False
         self._reload_requested = False
+        # Versions whose `in_flight` policy is still to apply: at start every current one (a
+        # file may have changed while the daemon was down), then those a reload changed. They
+        # stay here until applied, so a pass that failed (database down) applies them later.
+        self._in_flight_pending: list[CompiledWorkflow] = list(components.registry.current)
         self._ticks_requested = 0
         self._ticks_handled = 0
         self._delivery_tick = 0
@@ -296,6 +305,8 @@ class Daemon:
         if self._reload_requested:
             self._reload_requested = False
             self.reload()
+        if self._in_flight_pending:
+            self._apply_in_flight()  # before any timer of a run on an older version fires
         stats = self.processor.run_until_idle()
         return stats, self._next_due()
 
@@ -320,10 +331,17 @@ class Daemon:
             if str(w.source) in bad_files and w.id not in loaded_ids
         ]
         registry = self.c.registry
+        before = {(w.id, w.version) for w in registry.current}
         registry.catalog = fresh.catalog
         registry.replace([*outcome.workflows, *kept])
         self.processor.env = replace(self.processor.env, templates=fresh.catalog)
         registry.record_versions(self.c.store)
+        changed = [w for w in registry.current if (w.id, w.version) not in before]
+        pending = {w.id for w in changed}
+        self._in_flight_pending = [
+            *(w for w in self._in_flight_pending if w.id not in pending),
+            *changed,
+        ]
         self._workflows_loaded = len(registry.current)
         self._workflow_problems = len(outcome.problems)
         log.info(
@@ -334,6 +352,17 @@ class Daemon:
                 "problems": len(outcome.problems),
             },
         )
+
+    def _apply_in_flight(self) -> None:
+        """Apply the `in_flight` policy of the newly current versions (logged when it acts)."""
+        workflows = self._in_flight_pending
+        settled = apply_in_flight(self.processor, workflows)
+        self._in_flight_pending = []
+        if settled:
+            log.info(
+                "runs in flight settled by a new workflow version (in_flight)",
+                extra={"runs": settled, "workflows": [f"{w.id}@{w.version}" for w in workflows]},
+            )
 
     # ------------------------------------------------------------------ delivery
 

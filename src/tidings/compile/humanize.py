@@ -3,12 +3,14 @@
 Each pydantic error becomes one Problem: located at the key or value the author wrote (through
 the YAML marks), with the document path as written (`steps[2].send_email.template`, without the
 discriminator tag pydantic repeats in its locs) and a message saying what was expected and what
-was found. Unknown keys get a did-you-mean among the keys the model accepts at that place.
+was found. Unknown keys get a did-you-mean among the keys the model accepts at that place, and
+misspelled values (`mode: restrat`) among the values it allows.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -206,7 +208,12 @@ def _problem(path: DocPath, errs: list[ErrorDetails], doc: MarkedDocument, file:
         message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         return _located(doc, file, path, message)
     expected = _one_of([_expected(e, path) for e in errs])
-    return _located(doc, file, path, f"expected {expected}, found {describe(found)}")
+    message = f"expected {expected}, found {describe(found)}"
+    if kind in ("literal_error", "enum") and len(errs) == 1 and isinstance(found, str):
+        # A misspelled value gets the same help as a misspelled key.
+        allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        message += suggestion(found, allowed)
+    return _located(doc, file, path, message)
 
 
 def _located(

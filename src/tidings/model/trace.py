@@ -25,6 +25,7 @@ class TraceKind(StrEnum):
     skip = "skip"  # a send skipped (unsubscribed, late policy, no address), with the reason
     update_contact = "update_contact"
     exited = "exited"  # goal or exit step
+    upgraded = "upgraded"  # a waiting run moved to a new version of its workflow (in_flight)
     finished = "finished"
     error = "error"  # a template or condition error, with the reason
     conflict = "conflict"  # an event's identifier held by another contact: not attached, and why

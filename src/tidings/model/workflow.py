@@ -104,6 +104,14 @@ class LatePolicy(StrEnum):
     skip = "skip"  # carry on but skip sends, when later than `late.limit`
 
 
+class InFlight(StrEnum):
+    """What a newly loaded version does to the runs waiting on the workflow's other versions."""
+
+    keep = "keep"  # they carry on with the version they started on
+    cancel = "cancel"  # they end with outcome `cancelled`; their undelivered marketing is recalled
+    upgrade = "upgrade"  # they move to this version when their step is still the same kind
+
+
 class Trigger(Frozen):
     """The event(s) that start a run, and the conditions that must all hold."""
 
@@ -351,6 +359,12 @@ class Workflow(Frozen):
     late: Late = Field(default_factory=Late)
     timezone: str = Field(default="UTC", description="default zone for contacts with none")
     quiet_hours: QuietHours | None = None
+    in_flight: InFlight = Field(
+        default=InFlight.keep,
+        description="when this version is loaded, what happens to runs waiting on another "
+        "version: keep (they carry on with it), cancel, or upgrade (move to this version when "
+        "the step they wait at is still a wait / wait_for here, else cancel)",
+    )
     steps: Annotated[list[Step], Field(min_length=1)]
 
     _tz = field_validator("timezone")(_check_timezone)

@@ -157,12 +157,12 @@ class Processor:
 
     def _apply_event(self, uow: UnitOfWork, event: Event, now: datetime) -> int:
         decision = self._decide_event(uow, event, now)
-        return self._apply(uow, decision, now) if decision is not None else 0
+        return self.write(uow, decision, now) if decision is not None else 0
 
     def _decide_event(self, uow: UnitOfWork, event: Event, now: datetime) -> Decision | None:
         if event.contact_id is None:
             return None
-        state = self._state(uow, event.contact_id)
+        state = self.contact_state(uow, event.contact_id)
         if state is None:
             return None
         if not self.virtual_time:
@@ -214,10 +214,10 @@ class Processor:
         decision = self._decide_timer(uow, claimed, now)
         if decision is None or decision.is_empty:
             return 0
-        return self._apply(uow, decision, now)
+        return self.write(uow, decision, now)
 
     def _decide_timer(self, uow: UnitOfWork, claimed: Run, now: datetime) -> Decision | None:
-        state = self._state(uow, claimed.contact_id)
+        state = self.contact_state(uow, claimed.contact_id)
         if state is None:
             return None
         # The run as this transaction sees it (an earlier timer of the batch may have moved it).
@@ -242,7 +242,9 @@ class Processor:
                 break
         return total
 
-    def _state(self, uow: UnitOfWork, contact_id: str) -> ContactState | None:
+    def contact_state(self, uow: UnitOfWork, contact_id: str) -> ContactState | None:
+        """The contact's state as the core sees it, the contact locked first (None: no such
+        contact)."""
         if not self.virtual_time:
             # Another engine process may hold this contact's event or timer: wait for it.
             uow.lock_contact(contact_id)
@@ -259,7 +261,7 @@ class Processor:
             history=history,
         )
 
-    def _apply(self, uow: UnitOfWork, decision: Decision, now: datetime) -> int:
+    def write(self, uow: UnitOfWork, decision: Decision, now: datetime) -> int:
         """Write one decision; returns how many new messages it queued."""
         if decision.contact is not None:
             uow.save_contact(decision.contact)
@@ -313,7 +315,7 @@ class Processor:
             uow.add_trace([_error_entry(event, exc, now)])
             return stats
         if decision is not None:
-            stats.messages += self._apply(uow, decision, now)
+            stats.messages += self.write(uow, decision, now)
         return stats
 
     def fire_due(
@@ -352,7 +354,7 @@ class Processor:
                     continue
                 stats.timers += 1
                 stats.last_due = now
-                stats.messages += self._apply(uow, decision, now)
+                stats.messages += self.write(uow, decision, now)
         return stats
 
     def _next_due(self, uow: UnitOfWork) -> datetime | None:

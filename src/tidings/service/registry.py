@@ -1,8 +1,10 @@
 """The workflows the engine runs: the current set, and older versions runs in flight started on.
 
 Policy for workflow changes while contacts are mid-run (PRODUCT §4): a run continues on the
-version it started with. Each loaded version's source is saved in the store, so after a restart
-(or a reload that changed the file) an older version is compiled again from that saved text.
+version it started with, unless the new version says `in_flight: cancel` or `upgrade`
+(applied by `service.in_flight` when the current version changes). Each loaded version's
+source is saved in the store, so after a restart (or a reload that changed the file) an older
+version is compiled again from that saved text.
 Templates are not versioned: a run in flight renders with the templates as they are now.
 A workflow whose file was removed keeps its runs untouched until it comes back.
 """

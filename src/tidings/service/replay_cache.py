@@ -323,6 +323,11 @@ class CachedUnitOfWork:
             heapq.heappop(due)
         return None
 
+    def runs_off_version(self, workflow_id: str, version: str, limit: int) -> list[Run]:
+        """Waiting runs of this workflow on any other version (from the store)."""
+        self._flush_runs()
+        return self.uow.runs_off_version(workflow_id, version, limit)
+
     def run_counts(self) -> list[RunCount]:
         """Runs per workflow, status and step (from the store)."""
         self._flush_runs()

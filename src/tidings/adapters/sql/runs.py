@@ -94,6 +94,16 @@ class RunQueries(Queries):
         ).scalar_one()
         return earliest
 
+    def runs_off_version(self, workflow_id: str, version: str, limit: int) -> list[Run]:
+        """Waiting runs of this workflow on any other version, oldest first (by start, id)."""
+        stmt = (
+            sa.select(_r)
+            .where(WAITING, _r.c.workflow_id == workflow_id, _r.c.workflow_version != version)
+            .order_by(_r.c.started_at, self._text_order(_r.c.id))
+            .limit(limit)
+        )
+        return [mapping.run_from_row(row) for row in self._execute(stmt).mappings()]
+
     def run_counts(self) -> list[RunCount]:
         """Runs per workflow, status and step, with the earliest due time among them."""
         stmt = sa.select(
