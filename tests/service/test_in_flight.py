@@ -258,7 +258,14 @@ def test_a_marketing_email_queued_by_a_cancelled_run_is_recalled_not_sent(
 
     outbox = tmp_path / "outbox"
     sender = OutboxDirSender(outbox)
-    worker = DeliveryWorker(shop.store, sender, sender, shop.clock)
+    worker = DeliveryWorker(
+        shop.store,
+        sender,
+        sender,
+        shop.clock,
+        registry=shop.processor.registry,
+        env=shop.processor.env,
+    )
     shop.at(datetime(2030, 3, 5, 8, 0, tzinfo=UTC))
     stats = asyncio.run(worker.drain())
 
