@@ -8,17 +8,12 @@ writer) and undone from a journal when the block raises.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
-from pydantic import BaseModel
-
-from tidings.adapters.clock import as_utc
+from tidings.adapters import memory_records as records
 from tidings.errors import StoreError
 from tidings.model.contacts import Contact
 from tidings.model.events import Event, IdentifierKind
@@ -27,133 +22,12 @@ from tidings.model.runs import Run, RunStatus
 from tidings.model.trace import TraceEntry
 from tidings.ports import RunCount
 
-M = TypeVar("M", bound=BaseModel)
-_MISSING: Any = object()
-_KIND_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
-# Fields stored as JSON by the SQL store: here they make the same round trip, so a value SQL
-# would refuse (a datetime, NaN) is refused here too, and stored data never aliases the caller's.
-_JSON_FIELDS = {
-    Contact: ("attributes",),
-    Event: ("properties", "contact_properties", "object"),
-    Run: ("event", "vars"),
-    TraceEntry: ("data",),
-}
-
-
-# Fields `save_message` replaces; the content (to, subject, bodies...) is fixed once recorded.
-_DELIVERY_STATE = (
-    "status",
-    "attempts",
-    "not_before",
-    "next_attempt_at",
-    "last_error",
-    "sent_at",
-    "provider_id",
-)
-
-
-def _utc(value: datetime) -> datetime:
-    try:
-        return as_utc(value)
-    except ValueError as exc:
-        raise StoreError(str(exc)) from exc
-
-
-def _json_copy(value: Any) -> Any:
-    return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
-
-
-def _stored(model: M) -> M:
-    """The model as the store keeps it: every datetime in UTC, JSON fields copied through JSON."""
-    json_fields = _JSON_FIELDS.get(type(model), ())
-    update: dict[str, Any] = {}
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        try:
-            if isinstance(value, datetime):
-                update[name] = as_utc(value)
-            elif name in json_fields:
-                update[name] = _json_copy(value)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"{type(model).__name__}.{name}: {exc}") from exc
-    return model.model_copy(update=update)
-
-
-def _out(model: M) -> M:
-    """A copy for the caller, so mutating a returned dict never edits the store."""
-    return model.model_copy(deep=True)
-
-
-def _ordered(contact: Contact) -> Contact:
-    """The contact with its identifiers in lookup order, as the SQL store reads them back."""
-    ordered = dict(sorted(contact.identifiers.items(), key=lambda kv: _KIND_ORDER[kv[0]]))
-    return contact.model_copy(update={"identifiers": ordered})
-
-
-def _message_due(message: Message) -> datetime:
-    """When a pending message may next be attempted: not before either time."""
-    if message.next_attempt_at is None:
-        return message.not_before
-    return max(message.not_before, message.next_attempt_at)
-
-
-class _Journal:
-    """Undo steps for one transaction, replayed backwards on rollback."""
-
-    def __init__(self) -> None:
-        self._undo: list[Callable[[], None]] = []
-
-    def put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
-        old = mapping.get(key, _MISSING)
-        mapping[key] = value
-        if old is _MISSING:
-            self._undo.append(lambda: mapping.pop(key, None))
-        else:
-            self._undo.append(lambda: mapping.__setitem__(key, old))
-
-    def pop(self, mapping: dict[Any, Any], key: Any) -> None:
-        if key in mapping:
-            old = mapping.pop(key)
-            self._undo.append(lambda: mapping.__setitem__(key, old))
-
-    def append(self, items: list[Any], value: Any) -> None:
-        items.append(value)
-        self._undo.append(items.pop)
-
-    def add(self, items: set[Any], value: Any) -> None:
-        if value not in items:
-            items.add(value)
-            self._undo.append(lambda: items.discard(value))
-
-    def rollback(self) -> None:
-        while self._undo:
-            self._undo.pop()()
-
-
-@dataclass
-class _State:
-    contacts: dict[str, Contact] = field(default_factory=dict)
-    owners: dict[tuple[IdentifierKind, str], str] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)  # events[seq - 1]
-    dedup: dict[str, int] = field(default_factory=dict)
-    processed: set[int] = field(default_factory=set)
-    # Every seq below marks["low_water"] is processed: claims start scanning there.
-    marks: dict[str, int] = field(default_factory=lambda: {"low_water": 1})
-    events_by_contact: dict[str, list[int]] = field(default_factory=dict)
-    runs: dict[str, Run] = field(default_factory=dict)
-    runs_by_contact: dict[str, dict[str, None]] = field(default_factory=dict)
-    trace: list[TraceEntry] = field(default_factory=list)
-    trace_by_contact: dict[str, list[int]] = field(default_factory=dict)
-    messages: dict[str, Message] = field(default_factory=dict)
-    leases: dict[str, datetime] = field(default_factory=dict)
-    versions: dict[tuple[str, str], str] = field(default_factory=dict)
-
 
 class MemoryStore:
     """A store held in memory; one transaction at a time, rolled back on exception."""
 
     def __init__(self) -> None:
-        self._state = _State()
+        self._state = records.State()
         self._lock = threading.Lock()
         self._owner: int | None = None
 
@@ -165,7 +39,7 @@ class MemoryStore:
             raise StoreError("a transaction is already open in this thread")
         with self._lock:
             self._owner = threading.get_ident()
-            journal = _Journal()
+            journal = records.Journal()
             try:
                 yield MemoryUnitOfWork(self._state, journal)
             except BaseException:
@@ -178,7 +52,7 @@ class MemoryStore:
 class MemoryUnitOfWork:
     """Everything the store offers, applied to memory and journaled for rollback."""
 
-    def __init__(self, state: _State, journal: _Journal) -> None:
+    def __init__(self, state: records.State, journal: records.Journal) -> None:
         self._s = state
         self._j = journal
 
@@ -196,7 +70,7 @@ class MemoryUnitOfWork:
         found = {self._s.owners.get((IdentifierKind(k), v)) for k, v in identifiers}
         found.update(i for i in ids if i in self._s.contacts)
         chosen = [self._s.contacts[i] for i in found if i is not None]
-        return [_out(c) for c in sorted(chosen, key=lambda c: (c.created_at, c.id))]
+        return [records.out(c) for c in sorted(chosen, key=lambda c: (c.created_at, c.id))]
 
     def lock_contact(self, contact_id: str) -> None:
         """Transactions are serialised by the store's lock already."""
@@ -204,7 +78,7 @@ class MemoryUnitOfWork:
     def get_contact(self, contact_id: str) -> Contact | None:
         """One contact by id."""
         contact = self._s.contacts.get(contact_id)
-        return _out(contact) if contact else None
+        return records.out(contact) if contact else None
 
     def save_contact(self, contact: Contact) -> None:
         """Insert or replace a contact and its identifiers; an identifier held by another
@@ -226,7 +100,7 @@ class MemoryUnitOfWork:
                         f"identifier {pair[0].value}={pair[1]!r} belongs to contact {owner!r}"
                     )
             owners.update((pair, contact.id) for pair in new)
-        stored = [_stored(_ordered(contact)) for contact in latest.values()]
+        stored = [records.stored(records.ordered(contact)) for contact in latest.values()]
         for pair, owner in owners.items():
             if owner is None:
                 self._j.pop(self._s.owners, pair)
@@ -243,9 +117,9 @@ class MemoryUnitOfWork:
         """Store an event (seq assigned; `processed`: as history, never claimed); with a dedup
         key seen before, return that one, False."""
         if dedup_key is not None and dedup_key in self._s.dedup:
-            return _out(self._s.events[self._s.dedup[dedup_key] - 1]), False
+            return records.out(self._s.events[self._s.dedup[dedup_key] - 1]), False
         seq = len(self._s.events) + 1
-        stored = _stored(event.model_copy(update={"seq": seq}))
+        stored = records.stored(event.model_copy(update={"seq": seq}))
         self._j.append(self._s.events, stored)
         if dedup_key is not None:
             self._j.put(self._s.dedup, dedup_key, seq)
@@ -255,7 +129,7 @@ class MemoryUnitOfWork:
             self._j.append(self._s.events_by_contact[stored.contact_id], seq)
         if processed:
             self.mark_events_processed([seq])
-        return _out(stored), True
+        return records.out(stored), True
 
     def claim_events(self, limit: int) -> list[Event]:
         """Unprocessed events in seq order (transactions are serialised, so no lock is needed)."""
@@ -263,7 +137,7 @@ class MemoryUnitOfWork:
         seq = self._s.marks["low_water"]
         while seq <= len(self._s.events) and len(claimed) < limit:
             if seq not in self._s.processed:
-                claimed.append(_out(self._s.events[seq - 1]))
+                claimed.append(records.out(self._s.events[seq - 1]))
             seq += 1
         return claimed
 
@@ -289,7 +163,7 @@ class MemoryUnitOfWork:
         seqs = self._s.events_by_contact.get(contact_id, [])
         events = [self._s.events[seq - 1] for seq in seqs]
         chosen = _filter_events(events, names, since, until)
-        return [_out(e) for e in sorted(chosen, key=lambda e: (e.occurred_at, e.seq or 0))]
+        return [records.out(e) for e in sorted(chosen, key=lambda e: (e.occurred_at, e.seq or 0))]
 
     def list_events(
         self,
@@ -309,7 +183,7 @@ class MemoryUnitOfWork:
             ]
         chosen = _filter_events(events, names, start, end)
         chosen.sort(key=lambda e: (e.occurred_at, e.seq or 0), reverse=True)
-        return [_out(e) for e in chosen[offset : offset + limit]], len(chosen)
+        return [records.out(e) for e in chosen[offset : offset + limit]], len(chosen)
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -322,18 +196,18 @@ class MemoryUnitOfWork:
             if run.contact_id not in self._s.runs_by_contact:
                 self._j.put(self._s.runs_by_contact, run.contact_id, {})
             self._j.put(self._s.runs_by_contact[run.contact_id], run.id, None)
-            self._j.put(self._s.runs, run.id, _stored(run))
+            self._j.put(self._s.runs, run.id, records.stored(run))
 
     def get_run(self, run_id: str) -> Run | None:
         """One run by id."""
         run = self._s.runs.get(run_id)
-        return _out(run) if run else None
+        return records.out(run) if run else None
 
     def runs_for_contact(self, contact_id: str, *, active_only: bool = True) -> list[Run]:
         """A contact's runs, oldest first (by start, then id)."""
         runs = [self._s.runs[i] for i in self._s.runs_by_contact.get(contact_id, {})]
         chosen = [r for r in runs if r.is_active or not active_only]
-        return [_out(r) for r in sorted(chosen, key=lambda r: (r.started_at, r.id))]
+        return [records.out(r) for r in sorted(chosen, key=lambda r: (r.started_at, r.id))]
 
     def last_runs(self, contact_id: str) -> list[Run]:
         """The most recent run (by start, then id) of each (workflow, key), oldest first."""
@@ -344,14 +218,14 @@ class MemoryUnitOfWork:
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first (then by id)."""
-        now = _utc(now)
+        now = records.utc(now)
         due = [
             r
             for r in self._s.runs.values()
             if r.status is RunStatus.waiting and r.due_at is not None and r.due_at <= now
         ]
         due.sort(key=lambda r: (r.due_at or now, r.id))
-        return [_out(r) for r in due[:limit]]
+        return [records.out(r) for r in due[:limit]]
 
     def next_due_at(self) -> datetime | None:
         """The earliest due time of any waiting run."""
@@ -372,7 +246,7 @@ class MemoryUnitOfWork:
             and r.workflow_version != version
         ]
         found.sort(key=lambda r: (r.started_at, r.id))
-        return [_out(r) for r in found[:limit]]
+        return [records.out(r) for r in found[:limit]]
 
     def run_counts(self) -> list[RunCount]:
         """Runs per workflow, status and step, with the earliest due time among them."""
@@ -395,7 +269,7 @@ class MemoryUnitOfWork:
     def add_trace(self, entries: Sequence[TraceEntry]) -> None:
         """Append trace entries."""
         for entry in entries:
-            stored = _stored(entry)
+            stored = records.stored(entry)
             if stored.contact_id not in self._s.trace_by_contact:
                 self._j.put(self._s.trace_by_contact, stored.contact_id, [])
             self._j.append(self._s.trace_by_contact[stored.contact_id], len(self._s.trace))
@@ -408,7 +282,7 @@ class MemoryUnitOfWork:
         entries = [self._s.trace[i] for i in self._s.trace_by_contact.get(contact_id, [])]
         if workflow_id is not None:
             entries = [e for e in entries if e.workflow_id == workflow_id]
-        return [_out(e) for e in sorted(entries, key=lambda e: e.at)]
+        return [records.out(e) for e in sorted(entries, key=lambda e: e.at)]
 
     # -- outbox ---------------------------------------------------------------------------
 
@@ -417,26 +291,26 @@ class MemoryUnitOfWork:
         added = 0
         for message in messages:
             if message.key not in self._s.messages:
-                self._j.put(self._s.messages, message.key, _stored(message))
+                self._j.put(self._s.messages, message.key, records.stored(message))
                 added += 1
         return added
 
     def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
         """Due pending messages and expired `sending` ones, earliest due first, now sending."""
-        now = _utc(now)
+        now = records.utc(now)
         due = [
             m
             for m in self._s.messages.values()
-            if (m.status is MessageStatus.pending and _message_due(m) <= now)
+            if (m.status is MessageStatus.pending and records.message_due(m) <= now)
             or (m.status is MessageStatus.sending and self._s.leases.get(m.key, now) <= now)
         ]
-        due.sort(key=lambda m: (_message_due(m), m.key))
+        due.sort(key=lambda m: (records.message_due(m), m.key))
         claimed = []
         for message in due[:limit]:
             sending = message.model_copy(update={"status": MessageStatus.sending})
             self._j.put(self._s.messages, message.key, sending)
             self._j.put(self._s.leases, message.key, now + lease)
-            claimed.append(_out(sending))
+            claimed.append(records.out(sending))
         return claimed
 
     def save_message(self, message: Message) -> None:
@@ -444,8 +318,8 @@ class MemoryUnitOfWork:
         stored = self._s.messages.get(message.key)
         if stored is None:
             raise StoreError(f"no message with key {message.key!r} in the outbox")
-        fresh = _stored(message)
-        update = {name: getattr(fresh, name) for name in _DELIVERY_STATE}
+        fresh = records.stored(message)
+        update = {name: getattr(fresh, name) for name in records.DELIVERY_STATE}
         self._j.put(self._s.messages, message.key, stored.model_copy(update=update))
         if message.status is not MessageStatus.sending:
             self._j.pop(self._s.leases, message.key)
@@ -453,17 +327,19 @@ class MemoryUnitOfWork:
     def get_message(self, key: str) -> Message | None:
         """One message by key."""
         message = self._s.messages.get(key)
-        return _out(message) if message else None
+        return records.out(message) if message else None
 
     def messages_for_contact(self, contact_id: str) -> list[Message]:
         """A contact's messages, oldest first (by creation, then key)."""
         chosen = [m for m in self._s.messages.values() if m.contact_id == contact_id]
-        return [_out(m) for m in sorted(chosen, key=lambda m: (m.created_at, m.key))]
+        return [records.out(m) for m in sorted(chosen, key=lambda m: (m.created_at, m.key))]
 
     def next_message_due_at(self) -> datetime | None:
         """When the earliest pending message is due, or a `sending` lease runs out."""
         times = [
-            _message_due(m) for m in self._s.messages.values() if m.status is MessageStatus.pending
+            records.message_due(m)
+            for m in self._s.messages.values()
+            if m.status is MessageStatus.pending
         ]
         times += [
             self._s.leases[m.key]
@@ -499,8 +375,8 @@ def _filter_events(
 ) -> list[Event]:
     """Events matching a name set and an inclusive time window."""
     wanted = set(names) if names is not None else None
-    low = _utc(start) if start is not None else None
-    high = _utc(end) if end is not None else None
+    low = records.utc(start) if start is not None else None
+    high = records.utc(end) if end is not None else None
     return [
         e
         for e in events
