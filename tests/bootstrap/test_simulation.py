@@ -4,7 +4,7 @@ How "the same cart" and its exits map onto the REES46 columns (mappings/rees46.y
 workflows/abandoned_cart.yaml): a contact is a `user_id`; each `cart` row is a `cart_updated`
 event whose cart is everything carted so far in that `user_session` (so `cart_id` is the
 session and `total` the sum of those prices); the purchase rows of a session form one
-`order_completed` per 5-minute group, dated at the group's first row, with `cart_id` = the
+`order_completed` per 5-minute group, dated at the group's last row, with `cart_id` = the
 session. The workflow runs once per (user, session): a cart row with a total above 0 starts it
 over (mode restart), an order of the same session ends it (exit goal), so does a cart at 0 (an
 emptied cart; the sample has no `remove_from_cart` rows, so only a session whose every carted
@@ -75,11 +75,13 @@ def expected_abandoned_carts(path: Path) -> Expected:
         if row["event_type"] == "cart":
             totals[key] += Decimal(row["price"])
             sessions[key].append((at, 0, "cart" if totals[key] > 0 else "cart at 0"))
-        elif row["event_type"] == "purchase" and (
-            key not in order_start or at - order_start[key] > ORDER_WINDOW
-        ):
-            order_start[key] = at
-            sessions[key].append((at, 1, "order"))
+        elif row["event_type"] == "purchase":
+            if key not in order_start or at - order_start[key] > ORDER_WINDOW:
+                order_start[key] = at
+                sessions[key].append((at, 1, "order"))
+            else:  # the same order: it is dated at its last row
+                last = max(i for i, e in enumerate(sessions[key]) if e[2] == "order")
+                sessions[key][last] = (at, 1, "order")
     result = Expected()
     for (user, _), events in sessions.items():
         result.receipts.update(user for _, _, kind in events if kind == "order")
@@ -310,3 +312,27 @@ def test_a_cart_emptied_again_gets_no_reminder(tmp_path: Path) -> None:
     carts = {w.id: w for w in result.report.workflows}["abandoned_cart"]
     assert (carts.runs_started, carts.outcomes, carts.messages) == (1, {"exited_goal": 1}, 0)
     assert _eml_texts(tmp_path / "outbox-emptied") == []
+
+
+def test_a_cart_updated_between_two_purchases_of_one_order_gets_no_reminder(
+    tmp_path: Path,
+) -> None:
+    # As user 552408931 of the sample: buys a phone, carts a second, buys it 44 s later.
+    log = tmp_path / "between.csv"
+    rows = [
+        "2019-10-01 02:27:23 UTC,cart,1,20,,alpha,975.57,7,s1",
+        "2019-10-01 02:28:40 UTC,purchase,1,20,,alpha,975.57,7,s1",
+        "2019-10-01 02:32:15 UTC,cart,2,20,,beta,975.57,7,s1",
+        "2019-10-01 02:32:59 UTC,purchase,2,20,,beta,975.57,7,s1",
+    ]
+    log.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+
+    result = _run(tmp_path, log, _cart_and_receipt_workflows(tmp_path), "between")
+
+    workflows = {w.id: w for w in result.report.workflows}
+    carts, receipts = workflows["abandoned_cart"], workflows["order_confirmation"]
+    assert (carts.runs_started, carts.messages) == (2, 0)
+    assert carts.outcomes == {"restarted": 1, "exited_goal": 1}
+    assert (receipts.runs_started, receipts.messages) == (1, 1)
+    [receipt] = _eml_texts(tmp_path / "outbox-between")
+    assert "Alpha Item" in receipt and "Beta Item" in receipt

@@ -58,7 +58,7 @@ def test_purchase_rows_of_one_session_merge_into_one_order() -> None:
     order = orders[0]["event_properties"]
     assert [i["product_id"] for i in order["items"]] == [1, 2]
     assert order["total"] == 15.5
-    assert orders[0]["event_date"] == "2019-10-01T00:01:00+00:00"
+    assert orders[0]["event_date"] == "2019-10-01T00:01:02+00:00"  # dated at its last row
 
 
 def test_each_order_of_a_session_has_its_own_id_from_its_first_row_time() -> None:

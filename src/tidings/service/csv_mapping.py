@@ -6,7 +6,8 @@ column, a constant or a small sandboxed template over the row), and optional gro
 
 - `merge`: consecutive rows of one event name with the same group key and within `within` of
   the group's first row become ONE event whose `items` list holds each row's item properties
-  (the purchase rows of one session form one order). With `id_property`, that property of
+  (the purchase rows of one session form one order), dated at the group's last row (an order
+  is complete when its last item is bought). With `id_property`, that property of
   each such event is the group key's values and the group's first row time (`s1-
   20191001T000100Z`), so two orders of one session have two ids;
 - `accumulate`: every row emits an event whose `items` list holds every item seen so far for

@@ -96,6 +96,7 @@ class _Group:
     started: datetime
     body: dict[str, Any]
     items: list[dict[str, Any]] = field(default_factory=list)
+    last: datetime | None = None  # the latest row's time: the merged event's date
 
 
 class CsvReader:
@@ -293,6 +294,7 @@ class CsvReader:
         if current is None:
             current = self._open[key] = _Group(line, when, body)
         current.items.append(self._item(group, body))
+        current.last = when
 
     def _flush_before(self, when: datetime) -> Iterator[SourceRow]:
         closed = [key for key, g in self._open.items() if when - g.started > self._window(key[0])]
@@ -307,6 +309,10 @@ class CsvReader:
             spec = self.mapping.group_for(key[0])
             assert spec is not None
             body = self._with_items(spec, group.body, group.items)
+            # Dated at its last row: an order is complete when its last item is bought, so a
+            # cart updated between two purchase rows of the order is ended by it (the exit
+            # goal counts orders dated at or after the cart).
+            body["event_date"] = (group.last or group.started).isoformat()
             if spec.id_property is not None:
                 # key = (event, contact, *by values): the group's own values, then its start.
                 stamp = group.started.strftime("%Y%m%dT%H%M%SZ")
