@@ -183,6 +183,19 @@ def test_messages_are_counted_per_step_with_the_first_ones_kept_as_samples(
     assert figures.skips == {"SMS skipped: no phone number": 1}
 
 
+def test_a_message_deferred_by_quiet_hours_counts_and_shows_when_it_goes(
+    workflow: CompiledWorkflow,
+) -> None:
+    builder = ReportBuilder([workflow])
+    at = T0 + timedelta(minutes=10)  # recorded before the file's last event (+30 min)...
+    builder.observe(at, Decision(messages=[message("m", "1", at, deferred=True)]))
+
+    [figures] = builder.build(source="log.jsonl", totals=totals(), refused=[], skipped={}).workflows
+    # ...but it goes 9 hours later, after it: that is what a reader of the report asks about.
+    assert figures.messages_after_last_event == 1
+    assert figures.samples[0].at == iso(at + timedelta(hours=9))
+
+
 def test_the_series_counts_messages_and_the_peak_of_runs_waiting_per_bucket(
     workflow: CompiledWorkflow,
 ) -> None:

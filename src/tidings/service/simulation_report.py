@@ -80,7 +80,7 @@ class WorkflowFigures:
     waiting: int  # still waiting at the end
     queued: int
     messages: int
-    messages_after_last_event: int  # recorded after the file's last event
+    messages_after_last_event: int  # going (quiet hours included) after the file's last event
     steps: list[StepFigures]
     skips: dict[str, int]  # reason -> how many times
     errors: dict[str, int]
@@ -212,10 +212,12 @@ class ReportBuilder:
             flow.steps[message.step] += 1
             if message.not_before > message.created_at:
                 flow.deferred[message.step] += 1
-            flow.message_times.append(message.created_at)
+            # Counted when it goes (quiet hours move that), as the daemon would send it.
+            goes_at = _goes_at(message)
+            flow.message_times.append(goes_at)
             if len(flow.samples) < self._samples:
                 flow.samples.append(message)
-            self._messages_per_slot[_slot(message.created_at)] += 1
+            self._messages_per_slot[_slot(goes_at)] += 1
         slot = _slot(now)
         self._peak_waiting[slot] = max(self._peak_waiting.get(slot, 0), len(self._active))
 
@@ -314,10 +316,15 @@ def _action(workflow: CompiledWorkflow | None, path: str) -> tuple[str, str]:
     return "?", "?"
 
 
+def _goes_at(message: Message) -> datetime:
+    """When a recorded message would go: when recorded, or later if deferred (quiet hours)."""
+    return max(message.created_at, message.not_before)
+
+
 def _sample(message: Message) -> Sample:
     lines = [line.strip() for line in message.text.splitlines() if line.strip()]
     return Sample(
-        at=iso(message.created_at) or "",
+        at=iso(_goes_at(message)) or "",
         contact_id=message.contact_id,
         step=message.step,
         channel=message.channel.value,
