@@ -35,7 +35,7 @@ from tidings.compile.humanize import schema_problems
 from tidings.compile.templates import TemplateCatalog
 from tidings.compile.yaml_marks import load_marked
 from tidings.errors import Location, Problem
-from tidings.model.workflow import Workflow
+from tidings.model.workflow import WaitForStep, Workflow, walk_steps
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
 
@@ -49,6 +49,13 @@ class CompiledWorkflow:
     version: str  # sha256 of the file's bytes, first 12 hex digits: changes with any edit
     conditions: Mapping[str, Condition]  # every condition (and `wait.date`) source -> compiled
     uses_history: bool  # some condition looks at the contact's event history
+    # Event names a run may react to after its trigger: exit goals and `wait_for`s.
+    awaited: frozenset[str] = frozenset()
+
+    @property
+    def reacts_to(self) -> frozenset[str]:
+        """Every event name the workflow reacts to: its trigger, exit goals and `wait_for`s."""
+        return self.awaited | frozenset(self.definition.trigger.event)
 
     @property
     def id(self) -> str:
@@ -178,8 +185,18 @@ def _load(text: str, file: str, source: Path, version: str, catalog: TemplateCat
         version=version,
         conditions=dict(checker.conditions),
         uses_history=any(c.uses_history for c in checker.conditions.values()),
+        awaited=_awaited(workflow),
     )
     return LoadResult(compiled, [])
+
+
+def _awaited(workflow: Workflow) -> frozenset[str]:
+    """The event names of a workflow's exit goals and `wait_for` steps."""
+    names = {name for goal in workflow.exit for name in goal.event}
+    for step in walk_steps(workflow.steps):
+        if isinstance(step, WaitForStep):
+            names.update(step.wait_for.event)
+    return frozenset(names)
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

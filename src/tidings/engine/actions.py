@@ -30,7 +30,6 @@ from typing import Any
 
 from tidings.compile.loader import CompiledWorkflow
 from tidings.compile.templates import header_safe
-from tidings.engine.context import build_context
 from tidings.engine.decision import Draft
 from tidings.engine.timing import quiet_hours_end, resolve_zone
 from tidings.errors import TemplateError
@@ -57,13 +56,7 @@ class StepCall:
 
     def context(self, **extra: Any) -> dict[str, Any]:
         """The run's render context, plus `extra` names."""
-        context = build_context(
-            contact=self.draft.contact,
-            event=self.run.event,
-            now=self.draft.now,
-            history=self.draft.history,
-            run=self.run,
-        )
+        context = self.draft.context(self.run.event, self.run)
         context.update(extra)
         return context
 

@@ -9,12 +9,13 @@ by the next.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from tidings.compile.templates import TemplateCatalog
+from tidings.engine.context import build_context
 from tidings.engine.history import History
 from tidings.model.contacts import Channel, Contact
 from tidings.model.events import Event
@@ -77,6 +78,12 @@ class Draft:
         self._runs: dict[str, Run] = {}
         self._messages: list[Message] = []
         self._trace: list[TraceEntry] = []
+
+    def context(self, event: Mapping[str, Any], run: Run | None = None) -> dict[str, Any]:
+        """What conditions and templates see for `event` (and `run`), as of this decision."""
+        return build_context(
+            contact=self.contact, event=event, now=self.now, history=self.history, run=run
+        )
 
     # ------------------------------------------------------------------ runs
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tidings.compile.loader import CompiledWorkflow
-from tidings.engine.context import all_hold, build_context
+from tidings.engine.context import all_hold
 from tidings.engine.decision import ContactState, Draft, Environment
 from tidings.errors import ConditionError
 from tidings.model.events import Event
@@ -66,13 +66,7 @@ def goal_horizon(run: Run) -> datetime:
 
 def goal_reached(draft: Draft, workflow: CompiledWorkflow, run: Run, event: Event) -> Goal | None:
     """The first exit goal of the workflow this event reaches for this run, if any."""
-    context = build_context(
-        contact=draft.contact,
-        event=event.template_view(),
-        now=draft.now,
-        history=draft.history,
-        run=run,
-    )
+    context = draft.context(event.template_view(), run)
     for goal in workflow.definition.exit:
         if event.name not in goal.event:
             continue

@@ -34,7 +34,7 @@ from datetime import datetime
 
 from tidings.compile.loader import CompiledWorkflow
 from tidings.engine.actions import StepCall, send_email, send_sms, update_contact
-from tidings.engine.context import all_hold, build_context, lookup
+from tidings.engine.context import all_hold, lookup
 from tidings.engine.decision import Draft
 from tidings.engine.goals import GoalMet, goal_horizon
 from tidings.engine.positions import PositionError, branch_path, next_path, resolve, step_at
@@ -118,13 +118,7 @@ class Runner:
     def wait_for_holds(self, run: Run, step: WaitForStep, event: Event) -> bool:
         """Whether the event meets the `wait_for`'s conditions (an error is traced: False)."""
         draft = self.draft
-        context = build_context(
-            contact=draft.contact,
-            event=event.template_view(),
-            now=draft.now,
-            history=draft.history,
-            run=run,
-        )
+        context = draft.context(event.template_view(), run)
         try:
             return all_hold(self.workflow.conditions, step.wait_for.if_, context)
         except ConditionError as exc:
@@ -330,9 +324,7 @@ class Runner:
 
     def _context(self, run: Run) -> dict[str, object]:
         draft = self.draft
-        return build_context(
-            contact=draft.contact, event=run.event, now=draft.now, history=draft.history, run=run
-        )
+        return draft.context(run.event, run)
 
     def _note(
         self, kind: TraceKind, run: Run, message: str, *, step: str | None = None, **data: object

@@ -28,7 +28,7 @@ import hashlib
 from typing import Any
 
 from tidings.compile.loader import CompiledWorkflow
-from tidings.engine.context import all_hold, build_context
+from tidings.engine.context import all_hold
 from tidings.engine.decision import Draft
 from tidings.engine.goals import TRIGGERED_AT, goal_already_met
 from tidings.engine.runner import Runner
@@ -53,9 +53,7 @@ def apply_trigger(draft: Draft, workflow: CompiledWorkflow, event: Event) -> Non
     definition = workflow.definition
     if not definition.enabled or event.name not in definition.trigger.event:
         return
-    context = build_context(
-        contact=draft.contact, event=event.template_view(), now=draft.now, history=draft.history
-    )
+    context = draft.context(event.template_view())
 
     def skip(reason: str, **data: object) -> None:
         _skip(draft, definition.id, event, reason, **data)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from tidings.model.contacts import Channel
+from tidings.model.trace import TraceEntry, TraceKind
 
 
 class MessageStatus(StrEnum):
@@ -51,3 +53,18 @@ class Message(BaseModel):
     def message_id(self) -> str:
         """A deterministic RFC 5322 Message-ID, the same on every attempt."""
         return f"<{self.key.replace(':', '.').replace('/', '-')}@tidings>"
+
+    def trace_entry(
+        self, at: datetime, kind: TraceKind, text: str, *, attempts: int, **data: Any
+    ) -> TraceEntry:
+        """A trace entry about this message, on its run's step, with its key and channel."""
+        return TraceEntry(
+            at=at,
+            contact_id=self.contact_id,
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            step=self.step,
+            kind=kind,
+            message=text,
+            data={"key": self.key, "channel": self.channel.value, "attempts": attempts, **data},
+        )

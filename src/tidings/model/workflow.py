@@ -8,6 +8,7 @@ is kept as source text here; `tidings.compile` compiles them once at load.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from datetime import time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -378,3 +379,15 @@ Workflow.model_rebuild()
 StepModel = (
     WaitStep | WaitForStep | IfStep | SendEmailStep | SendSmsStep | UpdateContactStep | ExitStep
 )
+
+
+def walk_steps(steps: Sequence[StepModel]) -> Iterator[StepModel]:
+    """Every step of a tree of steps, branches included, in document order."""
+    for step in steps:
+        yield step
+        if isinstance(step, IfStep):
+            yield from walk_steps(step.then)
+            yield from walk_steps(step.else_)
+        elif isinstance(step, WaitForStep):
+            yield from walk_steps(step.wait_for.on_event)
+            yield from walk_steps(step.wait_for.on_timeout)

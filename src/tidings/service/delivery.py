@@ -224,11 +224,11 @@ class DeliveryWorker:
                 provider_id=outcome.reference,
                 last_error=None,
             )
-            trace = _trace(
-                current,
+            trace = current.trace_entry(
                 now,
                 TraceKind.delivered,
                 f"{_what(current)} delivered",
+                attempts=attempts,
                 provider_id=outcome.reference,
             )
         elif outcome.permanent or now >= current.not_before + self._max_age:
@@ -240,8 +240,12 @@ class DeliveryWorker:
                     f" (delivery max age {format_duration(self._max_age)}): {error}"
                 )
             update.update(status=MessageStatus.failed, last_error=error)
-            trace = _trace(
-                current, now, TraceKind.delivery_failed, f"{_what(current)}: {error}", error=error
+            trace = current.trace_entry(
+                now,
+                TraceKind.delivery_failed,
+                f"{_what(current)}: {error}",
+                attempts=attempts,
+                error=error,
             )
         else:
             delay = retry_delay(
@@ -271,25 +275,6 @@ class DeliveryWorker:
         # One transaction at a time: concurrent SQLite writers would only queue on its lock.
         with self._store_lock, self._store.transaction() as uow:
             return work(uow)
-
-
-def _trace(message: Message, now: datetime, kind: TraceKind, text: str, **data: Any) -> TraceEntry:
-    """A trace entry about a message (whose attempt just ended), on its run's step."""
-    return TraceEntry(
-        at=now,
-        contact_id=message.contact_id,
-        workflow_id=message.workflow_id,
-        run_id=message.run_id,
-        step=message.step,
-        kind=kind,
-        message=text,
-        data={
-            "key": message.key,
-            "channel": message.channel.value,
-            "attempts": message.attempts + 1,
-            **data,
-        },
-    )
 
 
 def _what(message: Message) -> str:

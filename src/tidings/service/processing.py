@@ -37,7 +37,7 @@ ends its run with Outcome.error rather than being claimed again forever.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -46,7 +46,6 @@ from tidings.errors import StoreError
 from tidings.model.events import Event
 from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
-from tidings.model.workflow import IfStep, StepModel, WaitForStep
 from tidings.ports import Clock, Store, UnitOfWork
 from tidings.service.registry import WorkflowRegistry
 
@@ -109,8 +108,9 @@ class Processor:
                 events = uow.claim_events(self.batch)
                 stats = ProcessStats(events=len(events))
                 names = self.event_names if events else frozenset()
+                current = {(w.id, w.version) for w in self.registry.current}
                 for event in events:
-                    if event.name not in names and not self._older_runs(uow, event):
+                    if event.name not in names and not _older_runs(uow, event, current):
                         continue  # no workflow reacts to it: it stays in the history only
                     stats.messages += self._apply_event(uow, event, self.clock.now())
                 uow.mark_events_processed([e.seq for e in events if e.seq is not None])
@@ -118,17 +118,6 @@ class Processor:
         except Exception:
             log.exception("event batch failed; retrying its events one by one")
             return self._process_events_one_by_one()
-
-    def _older_runs(self, uow: UnitOfWork, event: Event) -> bool:
-        """Whether the event's contact has runs on a version that is no longer current (its
-        exit goals or `wait_for`s may name events the current versions do not)."""
-        if event.contact_id is None:
-            return False
-        current = {(w.id, w.version) for w in self.registry.current}
-        return any(
-            (run.workflow_id, run.workflow_version) not in current
-            for run in uow.runs_for_contact(event.contact_id)
-        )
 
     def _process_events_one_by_one(self) -> ProcessStats:
         stats = ProcessStats()
@@ -175,14 +164,9 @@ class Processor:
     ) -> Sequence[Event]:
         """The events a run this event triggers may already have met as a goal or awaited as
         a `wait_for` (received before it, dated at or after it: it came late)."""
-        names: set[str] = set()
-        for workflow in self.registry.current:
-            definition = workflow.definition
-            if event.name in definition.trigger.event:
-                names.update(name for goal in definition.exit for name in goal.event)
-                for step in _walk(definition.steps):
-                    if isinstance(step, WaitForStep):
-                        names.update(step.wait_for.event)
+        names = frozenset().union(
+            *(w.awaited for w in self.registry.current if event.name in w.definition.trigger.event)
+        )
         if not names or event.seq is None:
             return ()
         since = min(event.occurred_at, now)  # a run's goal horizon (see engine.goals)
@@ -282,16 +266,7 @@ class Processor:
     @property
     def event_names(self) -> frozenset[str]:
         """Every event name a current workflow reacts to: triggers, exit goals, `wait_for`s."""
-        names: set[str] = set()
-        for workflow in self.registry.current:
-            definition = workflow.definition
-            names.update(definition.trigger.event)
-            for goal in definition.exit:
-                names.update(goal.event)
-            for step in _walk(definition.steps):
-                if isinstance(step, WaitForStep):
-                    names.update(step.wait_for.event)
-        return frozenset(names)
+        return frozenset().union(*(w.reacts_to for w in self.registry.current))
 
     def replay_event(
         self, uow: UnitOfWork, event: Event, names: frozenset[str] | None = None
@@ -368,16 +343,15 @@ class Processor:
             self._due_hint = due
 
 
-def _walk(steps: Sequence[StepModel]) -> Iterator[StepModel]:
-    """Every step of a tree of steps, branches included."""
-    for step in steps:
-        yield step
-        if isinstance(step, IfStep):
-            yield from _walk(step.then)
-            yield from _walk(step.else_)
-        elif isinstance(step, WaitForStep):
-            yield from _walk(step.wait_for.on_event)
-            yield from _walk(step.wait_for.on_timeout)
+def _older_runs(uow: UnitOfWork, event: Event, current: set[tuple[str, str]]) -> bool:
+    """Whether the event's contact has runs on a version not in `current` (their exit goals or
+    `wait_for`s may name events the current versions do not)."""
+    if event.contact_id is None:
+        return False
+    return any(
+        (run.workflow_id, run.workflow_version) not in current
+        for run in uow.runs_for_contact(event.contact_id)
+    )
 
 
 def _error_entry(event: Event, exc: Exception, now: datetime) -> TraceEntry:

@@ -109,7 +109,10 @@ def recall(
         cause, reason = recalled
         update = {"status": MessageStatus.cancelled, "last_error": reason, "next_attempt_at": None}
         uow.save_message(message.model_copy(update=update))
-        trace.append(_trace(message, cause, reason, now))
+        text = f"{message.channel.value} to {message.to} skipped: {reason} after it was queued"
+        trace.append(
+            message.trace_entry(now, TraceKind.skip, text, attempts=message.attempts, reason=cause)
+        )
     if trace:
         uow.add_trace(trace)
     return keep
@@ -142,22 +145,3 @@ def _goal_met(
     if reached is None:
         return None
     return GOAL_MET, f"exit goal met by {reached.event.name} ({reached.event.id})"
-
-
-def _trace(message: Message, cause: str, reason: str, now: datetime) -> TraceEntry:
-    """The `skip` entry of a recalled message, with the same data as a delivery entry's."""
-    return TraceEntry(
-        at=now,
-        contact_id=message.contact_id,
-        workflow_id=message.workflow_id,
-        run_id=message.run_id,
-        step=message.step,
-        kind=TraceKind.skip,
-        message=f"{message.channel.value} to {message.to} skipped: {reason} after it was queued",
-        data={
-            "key": message.key,
-            "channel": message.channel.value,
-            "attempts": message.attempts,
-            "reason": cause,
-        },
-    )
