@@ -203,6 +203,11 @@ class MemoryUnitOfWork:
         run = self._s.runs.get(run_id)
         return records.out(run) if run else None
 
+    def get_runs(self, ids: Collection[str]) -> list[Run]:
+        """The runs with these ids, by id (`DeliveryBatch`)."""
+        found = (self._s.runs.get(run_id) for run_id in sorted(set(ids)))
+        return [records.out(run) for run in found if run is not None]
+
     def runs_for_contact(self, contact_id: str, *, active_only: bool = True) -> list[Run]:
         """A contact's runs, oldest first (by start, then id)."""
         runs = [self._s.runs[i] for i in self._s.runs_by_contact.get(contact_id, {})]
@@ -328,6 +333,11 @@ class MemoryUnitOfWork:
         """One message by key."""
         message = self._s.messages.get(key)
         return records.out(message) if message else None
+
+    def get_messages(self, keys: Collection[str]) -> list[Message]:
+        """The messages with these keys, by key (`DeliveryBatch`)."""
+        found = (self._s.messages.get(key) for key in sorted(set(keys)))
+        return [records.out(message) for message in found if message is not None]
 
     def messages_for_contact(self, contact_id: str) -> list[Message]:
         """A contact's messages, oldest first (by creation, then key)."""
