@@ -203,9 +203,9 @@ class Outbox(Protocol):
 
 
 class DeliveryBatch(Protocol):
-    """Messages and runs read many at a time: the delivery worker checks a claimed batch for
-    recall and records the outcomes that finished together with one read per table, instead of
-    one per message. The stores offer it; a unit of work without it (e.g. a replay cache) is
+    """Messages, runs and events read many at a time: the delivery worker checks a claimed batch
+    for recall and records the outcomes that finished together with one read per table, instead
+    of one per message. The stores offer it; a unit of work without it (e.g. a replay cache) is
     read one record at a time through `Outbox` and `RunStore`, with the same results."""
 
     def get_messages(self, keys: Collection[str]) -> list[Message]:
@@ -214,6 +214,16 @@ class DeliveryBatch(Protocol):
 
     def get_runs(self, ids: Collection[str]) -> list[Run]:
         """The runs with these ids, by id (unknown ids are left out)."""
+        ...
+
+    def contact_events_many(
+        self,
+        contact_ids: Collection[str],
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Event]:
+        """`contact_events` of each of these contacts, in one list by event time (then seq)."""
         ...
 
 

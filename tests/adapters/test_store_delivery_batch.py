@@ -4,10 +4,11 @@ store, SQLite and PostgreSQL alike: the same records as the one-at-a-time reads,
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from support.messages import T0, make_message, make_sms
-from support.records import make_run
+from support.records import make_event, make_run
+from tidings.model.events import Event
 from tidings.model.messages import MessageStatus
 from tidings.model.runs import Outcome, RunStatus
 from tidings.ports import DeliveryBatch, Store, UnitOfWork
@@ -47,6 +48,38 @@ def test_runs_are_read_by_id_as_one_at_a_time_reads_see_them(store: Store) -> No
         assert found == [uow.get_run("run-2"), uow.get_run("run-3")]
         assert found[0] == ended
         assert bulk(uow).get_runs([]) == []
+
+
+def test_events_of_many_contacts_are_each_contacts_events_in_one_list(store: Store) -> None:
+    when = [3, 1, 2, 1, 5, 4]
+    with store.transaction() as uow:
+        for n, hours in enumerate(when, start=1):
+            contact = f"contact-{n % 3}"
+            name = "order_completed" if n % 2 else "cart_updated"
+            uow.add_event(
+                make_event(
+                    n, name=name, contact_id=contact, occurred_at=T0 + timedelta(hours=hours)
+                )
+            )
+    contacts = ["contact-1", "contact-2", "contact-9"]
+    with store.transaction() as uow:
+
+        def one_by_one(**window: Any) -> list[Event]:
+            found = [e for c in contacts for e in uow.contact_events(c, **window)]
+            return sorted(found, key=lambda e: (e.occurred_at, e.seq or 0))
+
+        windows: list[dict[str, Any]] = [
+            {},
+            {"names": ["order_completed"]},
+            {"since": T0 + timedelta(hours=2)},
+            {"names": {"cart_updated", "nothing"}, "since": T0 + timedelta(hours=1)},
+        ]
+        for window in windows:
+            found = bulk(uow).contact_events_many(contacts, **window)
+            assert found == one_by_one(**window)
+        everything = bulk(uow).contact_events_many(contacts)
+        assert [e.id for e in everything] == ["event-2", "event-4", "event-1", "event-5"]
+        assert bulk(uow).contact_events_many([]) == []
 
 
 def test_bulk_reads_of_more_keys_than_one_query_takes_miss_none(store: Store) -> None:

@@ -165,6 +165,21 @@ class MemoryUnitOfWork:
         chosen = _filter_events(events, names, since, until)
         return [records.out(e) for e in sorted(chosen, key=lambda e: (e.occurred_at, e.seq or 0))]
 
+    def contact_events_many(
+        self,
+        contact_ids: Collection[str],
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Event]:
+        """`contact_events` of each of these contacts, in one list by event time (then seq)."""
+        found = [
+            event
+            for contact_id in set(contact_ids)
+            for event in self.contact_events(contact_id, names=names, since=since)
+        ]
+        return sorted(found, key=lambda e: (e.occurred_at, e.seq or 0))
+
     def list_events(
         self,
         *,

@@ -1,18 +1,21 @@
-"""Messages and runs read by key in bulk (`DeliveryBatch`): one query per chunk of keys."""
+"""Messages, runs and events read by key in bulk (`DeliveryBatch`): one query per chunk of keys."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Collection
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from tidings.adapters.sql import mapping
 from tidings.adapters.sql.statements import Queries, chunks
-from tidings.adapters.sql.tables import messages, runs
+from tidings.adapters.sql.tables import events, messages, runs
+from tidings.model.events import Event
 from tidings.model.messages import Message
 from tidings.model.runs import Run
 
+_e = events
 _m = messages
 _r = runs
 
@@ -49,3 +52,22 @@ class DeliveryBatchQueries(Queries):
             rows = self._execute(_runs_by_id(self._postgres), {"ids": list(part)})
             found += [mapping.run_from_row(row) for row in rows.mappings()]
         return found
+
+    def contact_events_many(
+        self,
+        contact_ids: Collection[str],
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Event]:
+        """`contact_events` of each of these contacts, in one list by event time (then seq)."""
+        where: list[sa.ColumnElement[bool]] = []
+        if names is not None:
+            where.append(_e.c.name.in_(sorted(set(names))))
+        if since is not None:
+            where.append(_e.c.occurred_at >= since)
+        found: list[Event] = []
+        for part in chunks(sorted(set(contact_ids))):
+            stmt = sa.select(_e).where(_e.c.contact_id.in_(part), *where)
+            found += [mapping.event_from_row(row) for row in self._execute(stmt).mappings()]
+        return sorted(found, key=lambda e: (e.occurred_at, e.seq or 0))
