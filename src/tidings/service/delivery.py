@@ -178,8 +178,6 @@ class DeliveryWorker:
         finally:
             for task in pending:
                 task.cancel()
-            for task in sending:
-                task.cancel()
         if failure is not None:
             raise failure
         return stats

@@ -14,7 +14,8 @@ recalled when one of the contact's events reaches an exit goal of the run's work
 judged by the engine's own goal logic (`engine.goals`) as for a waiting run: an event of a
 goal's name, dated at or after the run's goal horizon, not its trigger, whose conditions hold
 with the run's key and context as of now. Only for messages of such runs whose workflow has
-exit goals, with one indexed query: the contact's events of the goal names since the horizon.
+exit goals, with one indexed query for the claimed batch: its contacts' events of the goal
+names since the earliest horizon (each run then takes its own names and horizon).
 An event the engine already weighed while the run waited did not end it then, and weighed
 again gives the same answer unless its conditions read state that changed since; it is looked
 at too, so an order the engine applied only after the run had finished (an event backlog
