@@ -202,6 +202,31 @@ class Outbox(Protocol):
         ...
 
 
+class DeliveryBatch(Protocol):
+    """Messages, runs and events read many at a time: the delivery worker checks a claimed batch
+    for recall and records the outcomes that finished together with one read per table, instead
+    of one per message. The stores offer it; a unit of work without it (e.g. a replay cache) is
+    read one record at a time through `Outbox` and `RunStore`, with the same results."""
+
+    def get_messages(self, keys: Collection[str]) -> list[Message]:
+        """The messages with these keys, by key (unknown keys are left out)."""
+        ...
+
+    def get_runs(self, ids: Collection[str]) -> list[Run]:
+        """The runs with these ids, by id (unknown ids are left out)."""
+        ...
+
+    def contact_events_many(
+        self,
+        contact_ids: Collection[str],
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Event]:
+        """`contact_events` of each of these contacts, in one list by event time (then seq)."""
+        ...
+
+
 class WorkflowVersions(Protocol):
     """The source of every workflow version runs started on, so they survive a reload."""
 

@@ -196,6 +196,28 @@ def test_line_breaks_in_a_subject_are_collapsed_not_turned_into_headers() -> Non
     assert clean_subject("  a \x00\x1f b \u2028 c ") == "a b c"
 
 
+_ATEXT = st.text("abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=8)
+_LABEL = st.text("abcXYZ019-", min_size=1, max_size=8)
+_PLAIN = st.builds(
+    lambda local, domain: f"{'.'.join(local)}@{'.'.join(domain)}",
+    st.lists(_ATEXT, min_size=1, max_size=3),
+    st.lists(_LABEL, min_size=1, max_size=3),
+)
+
+
+@settings(max_examples=300)
+@given(_PLAIN)
+def test_a_bare_address_reads_as_the_header_parser_reads_it(value: str) -> None:
+    header = policy.default.header_factory("To", value)
+    [parsed] = [a for group in header.groups for a in group.addresses]
+
+    address = parse_address(value, field="To")
+
+    assert not header.defects
+    assert address == parsed
+    assert (address.display_name, address.addr_spec) == ("", parsed.addr_spec)
+
+
 def test_an_internationalised_domain_travels_as_punycode() -> None:
     address = parse_address("Ana <ana@exämple.org>", field="To")
 

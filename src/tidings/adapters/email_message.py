@@ -26,6 +26,9 @@ from tidings.model.messages import Message
 # anything that could end a header line somewhere between us and the recipient's mailbox.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BLANKS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
+# `local@domain` of dot-atoms (RFC 5322 atext; domain labels of letters, digits and hyphens).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)")
 _MAX_LINK = 900  # SMTP lines stop at 998 octets, and this header is never folded
 
 
@@ -39,6 +42,11 @@ def parse_address(value: str, *, field: str) -> Address:
 # CPU cost of delivery, so answers are kept (Address is immutable; errors are never cached).
 @functools.lru_cache(maxsize=4096)
 def _parse_address(value: str, field: str) -> Address:
+    plain = _PLAIN_ADDRESS.fullmatch(value)
+    if plain is not None:
+        # Most recipients are new to the cache: a bare ASCII addr-spec is read here, not by the
+        # header parser, which gives the same Address for it (a test compares the two).
+        return Address("", plain[1], plain[2])
     if _CONTROL.search(value):
         raise PermanentDeliveryError(f"{field}: address contains a control character: {value!r}")
     try:

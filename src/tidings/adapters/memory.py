@@ -165,6 +165,21 @@ class MemoryUnitOfWork:
         chosen = _filter_events(events, names, since, until)
         return [records.out(e) for e in sorted(chosen, key=lambda e: (e.occurred_at, e.seq or 0))]
 
+    def contact_events_many(
+        self,
+        contact_ids: Collection[str],
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Event]:
+        """`contact_events` of each of these contacts, in one list by event time (then seq)."""
+        found = [
+            event
+            for contact_id in set(contact_ids)
+            for event in self.contact_events(contact_id, names=names, since=since)
+        ]
+        return sorted(found, key=lambda e: (e.occurred_at, e.seq or 0))
+
     def list_events(
         self,
         *,
@@ -202,6 +217,11 @@ class MemoryUnitOfWork:
         """One run by id."""
         run = self._s.runs.get(run_id)
         return records.out(run) if run else None
+
+    def get_runs(self, ids: Collection[str]) -> list[Run]:
+        """The runs with these ids, by id (`DeliveryBatch`)."""
+        found = (self._s.runs.get(run_id) for run_id in sorted(set(ids)))
+        return [records.out(run) for run in found if run is not None]
 
     def runs_for_contact(self, contact_id: str, *, active_only: bool = True) -> list[Run]:
         """A contact's runs, oldest first (by start, then id)."""
@@ -328,6 +348,11 @@ class MemoryUnitOfWork:
         """One message by key."""
         message = self._s.messages.get(key)
         return records.out(message) if message else None
+
+    def get_messages(self, keys: Collection[str]) -> list[Message]:
+        """The messages with these keys, by key (`DeliveryBatch`)."""
+        found = (self._s.messages.get(key) for key in sorted(set(keys)))
+        return [records.out(message) for message in found if message is not None]
 
     def messages_for_contact(self, contact_id: str) -> list[Message]:
         """A contact's messages, oldest first (by creation, then key)."""

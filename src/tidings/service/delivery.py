@@ -4,8 +4,8 @@ One round (`run_once`) claims the messages due now (the store marks them `sendin
 lease) and, in that same transaction, cancels those recalled since they were queued (see
 `recall`: their run exited by a goal or was restarted, the contact unsubscribed, or the run
 finished with the send and an event since reaches one of its exit goals: hence the worker's
-workflow registry and engine environment). It sends the rest concurrently and records each
-result in its own short transaction:
+workflow registry and engine environment). It sends the rest concurrently and records the
+results as the sends finish, those that finished together in one short transaction:
 
 - sent: status `sent`, `sent_at`, the provider's reference, and a `delivered` trace entry;
 - temporary failure: back to `pending` with `attempts + 1`, `last_error` and
@@ -15,9 +15,11 @@ result in its own short transaction:
 - permanent failure: `failed` with the server's reply and a `delivery_failed` trace entry.
 
 A worker that dies mid-round leaves its messages `sending`; once the lease runs out the next
-round claims them again. The key (and so the Message-ID, and the outbox file name) is the same
-on that attempt, but whether the first attempt reached the provider cannot be known: delivery
-is at-least-once at the provider's boundary, exactly-once in the outbox.
+round claims them again, including one sent whose outcome was not written yet (an outcome
+waits for the transaction in progress, then is written with those that finished beside it).
+The key (and so the Message-ID, and the outbox file name) is the same on that attempt, but
+whether the first attempt reached the provider cannot be known: delivery is at-least-once at
+the provider's boundary, exactly-once in the outbox.
 
 Time comes from the Clock only, and backoff is a computed `next_attempt_at`, never a sleep.
 """
@@ -25,10 +27,11 @@ Time comes from the Clock only, and backoff is a computed `next_attempt_at`, nev
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -40,6 +43,7 @@ from tidings.model.durations import format_duration
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, EmailSender, SmsSender, Store, UnitOfWork
+from tidings.service.batch_reads import messages_by_key
 from tidings.service.recall import Goals, recall
 from tidings.service.registry import WorkflowRegistry
 
@@ -64,6 +68,15 @@ class DeliveryStats:
 
     def __bool__(self) -> bool:
         return self.claimed > 0
+
+    def count(self, status: MessageStatus | None) -> None:
+        """Count one recorded outcome (None: dropped, finished elsewhere)."""
+        if status is MessageStatus.sent:
+            self.sent += 1
+        elif status is MessageStatus.pending:
+            self.retrying += 1
+        elif status is MessageStatus.failed:
+            self.failed += 1
 
     def __add__(self, other: DeliveryStats) -> DeliveryStats:
         return DeliveryStats(
@@ -135,21 +148,38 @@ class DeliveryWorker:
         self._store_lock = threading.Lock()
 
     async def run_once(self) -> DeliveryStats:
-        """One round: claim what is due now, send it, record each outcome."""
+        """One round: claim what is due now, send it, record the outcomes as sends finish.
+
+        The outcomes of the sends that finished while the last ones were being recorded are
+        recorded together, in one transaction (see `_record_batch`).
+        """
         now = self._clock.now()
         claimed, messages = await self._in_store(lambda uow: self._claim(uow, now))
         stats = DeliveryStats(claimed=claimed, cancelled=claimed - len(messages))
         if not messages:
             return stats
         slots = asyncio.Semaphore(self._concurrency)
-        results = await asyncio.gather(*(self._deliver(m, slots) for m in messages))
-        for result in results:
-            if result is MessageStatus.sent:
-                stats.sent += 1
-            elif result is MessageStatus.pending:
-                stats.retrying += 1
-            elif result is MessageStatus.failed:
-                stats.failed += 1
+        sending = {asyncio.create_task(self._send(m, slots)): n for n, m in enumerate(messages)}
+        pending = set(sending)
+        failure: Exception | None = None
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                # In claim order, so the records do not depend on the order the sends ended.
+                finished, abandoned = _results(sorted(done, key=sending.__getitem__))
+                statuses, error = await self._record_batch(finished)
+                failure = failure or error
+                for status in statuses:
+                    stats.count(status)
+                if abandoned is not None:
+                    # A send ended by a BaseException (cancellation, exit) abandons the round,
+                    # once what was sent beside it is recorded; the leases bring the rest back.
+                    raise abandoned
+        finally:
+            for task in pending:
+                task.cancel()
+        if failure is not None:
+            raise failure
         return stats
 
     async def drain(self, until_idle: bool = True) -> DeliveryStats:
@@ -179,11 +209,38 @@ class DeliveryWorker:
         claimed = uow.claim_messages(now, self._batch, self._lease)
         return len(claimed), recall(uow, claimed, now, self._goals) if claimed else []
 
-    async def _deliver(self, message: Message, slots: asyncio.Semaphore) -> MessageStatus | None:
-        """Send one message (within the concurrency bound) and record the outcome."""
+    async def _send(self, message: Message, slots: asyncio.Semaphore) -> tuple[Message, _Outcome]:
+        """Send one message within the concurrency bound; the outcome, not yet recorded."""
         async with slots:
-            outcome = await self._attempt(message)
-        return await self._in_store(lambda uow: self._record(uow, message, outcome))
+            return message, await self._attempt(message)
+
+    async def _record_batch(
+        self, finished: Sequence[tuple[Message, _Outcome]]
+    ) -> tuple[list[MessageStatus | None], Exception | None]:
+        """Record outcomes in one transaction; the statuses recorded, and what failed if any.
+
+        If that transaction fails, each outcome is tried again in its own, as each was before
+        outcomes were batched: an outcome that cannot be written costs no other its record.
+        One still unwritten leaves its message `sending`, sent again once its lease runs out
+        (whether the first send reached the provider cannot be known); its error is returned,
+        for the round to raise once the rest is recorded.
+        """
+        if not finished:
+            return [], None
+        try:
+            return await self._in_store(lambda uow: self._record_all(uow, finished)), None
+        except Exception as exc:
+            if len(finished) == 1:
+                return [], exc
+            log.warning("recording %d outcomes together failed; one at a time", len(finished))
+        statuses: list[MessageStatus | None] = []
+        failure: Exception | None = None
+        for one in finished:
+            try:
+                statuses += await self._in_store(functools.partial(self._record_all, done=[one]))
+            except Exception as exc:
+                failure = failure or exc
+        return statuses, failure
 
     async def _attempt(self, message: Message) -> _Outcome:
         """One delivery attempt; every Exception becomes an outcome.
@@ -207,16 +264,37 @@ class DeliveryWorker:
             return _Outcome(error=_text(exc))
         return _Outcome(reference=reference)
 
-    def _record(self, uow: UnitOfWork, claimed: Message, outcome: _Outcome) -> MessageStatus | None:
-        """Write one outcome; a message no longer `sending` (finished elsewhere) is left be."""
-        current = uow.get_message(claimed.key)
+    def _record_all(
+        self, uow: UnitOfWork, done: Sequence[tuple[Message, _Outcome]]
+    ) -> list[MessageStatus | None]:
+        """Write outcomes, each as `_record` says, with one read and one trace write for all."""
+        current = messages_by_key(uow, [claimed.key for claimed, _ in done])
+        trace: list[TraceEntry] = []
+        statuses = [
+            self._record(uow, current.get(claimed.key), claimed, outcome, trace)
+            for claimed, outcome in done
+        ]
+        if trace:
+            uow.add_trace(trace)
+        return statuses
+
+    def _record(
+        self,
+        uow: UnitOfWork,
+        current: Message | None,
+        claimed: Message,
+        outcome: _Outcome,
+        trace: list[TraceEntry],
+    ) -> MessageStatus | None:
+        """Write one outcome (its trace entry onto `trace`); a message no longer `sending`
+        (finished elsewhere) is left be."""
         if current is None or current.status is not MessageStatus.sending:
             log.warning("message %s changed while it was being sent; outcome dropped", claimed.key)
             return None
         now = self._clock.now()
         attempts = current.attempts + 1
         update: dict[str, Any] = {"attempts": attempts, "next_attempt_at": None}
-        trace: TraceEntry | None = None
+        entry: TraceEntry | None = None
         if outcome.error is None:
             update.update(
                 status=MessageStatus.sent,
@@ -224,7 +302,7 @@ class DeliveryWorker:
                 provider_id=outcome.reference,
                 last_error=None,
             )
-            trace = current.trace_entry(
+            entry = current.trace_entry(
                 now,
                 TraceKind.delivered,
                 f"{_what(current)} delivered",
@@ -240,7 +318,7 @@ class DeliveryWorker:
                     f" (delivery max age {format_duration(self._max_age)}): {error}"
                 )
             update.update(status=MessageStatus.failed, last_error=error)
-            trace = current.trace_entry(
+            entry = current.trace_entry(
                 now,
                 TraceKind.delivery_failed,
                 f"{_what(current)}: {error}",
@@ -261,8 +339,8 @@ class DeliveryWorker:
                 next_attempt_at=min(now + delay, current.not_before + self._max_age),
             )
         uow.save_message(current.model_copy(update=update))
-        if trace is not None:
-            uow.add_trace([trace])
+        if entry is not None:
+            trace.append(entry)
         status: MessageStatus = update["status"]
         log.info("message %s: %s after %d attempt(s)", current.key, status.value, attempts)
         return status
@@ -275,6 +353,21 @@ class DeliveryWorker:
         # One transaction at a time: concurrent SQLite writers would only queue on its lock.
         with self._store_lock, self._store.transaction() as uow:
             return work(uow)
+
+
+def _results(
+    done: Sequence[asyncio.Task[tuple[Message, _Outcome]]],
+) -> tuple[list[tuple[Message, _Outcome]], BaseException | None]:
+    """The outcomes of finished sends, and the first BaseException one of them ended with."""
+    finished: list[tuple[Message, _Outcome]] = []
+    abandoned: BaseException | None = None
+    for task in done:
+        error = asyncio.CancelledError() if task.cancelled() else task.exception()
+        if error is None:
+            finished.append(task.result())
+        elif abandoned is None:
+            abandoned = error
+    return finished, abandoned
 
 
 def _what(message: Message) -> str:

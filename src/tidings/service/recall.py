@@ -14,7 +14,8 @@ recalled when one of the contact's events reaches an exit goal of the run's work
 judged by the engine's own goal logic (`engine.goals`) as for a waiting run: an event of a
 goal's name, dated at or after the run's goal horizon, not its trigger, whose conditions hold
 with the run's key and context as of now. Only for messages of such runs whose workflow has
-exit goals, with one indexed query: the contact's events of the goal names since the horizon.
+exit goals, with one indexed query for the claimed batch: its contacts' events of the goal
+names since the earliest horizon (each run then takes its own names and horizon).
 An event the engine already weighed while the run waited did not end it then, and weighed
 again gives the same answer unless its conditions read state that changed since; it is looked
 at too, so an order the engine applied only after the run had finished (an event backlog
@@ -31,10 +32,11 @@ the send.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from tidings.compile.loader import CompiledWorkflow
 from tidings.engine.decision import ContactState, Environment
 from tidings.engine.goals import goal_horizon, goal_met_for_ended_run, goal_names
 from tidings.model.contacts import Contact
@@ -43,6 +45,7 @@ from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Outcome, Run
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import UnitOfWork
+from tidings.service.batch_reads import contacts_by_id, events_by_contact, runs_by_id
 from tidings.service.registry import WorkflowRegistry
 
 # Run endings that take back what the run queued but has not delivered yet.
@@ -83,9 +86,15 @@ def recall_reason(
 def recall(
     uow: UnitOfWork, claimed: Sequence[Message], now: datetime, goals: Goals
 ) -> list[Message]:
-    """Cancel the claimed messages that are recalled (saved and traced); return the others."""
-    runs: dict[str, Run | None] = {}
-    contacts: dict[str, Contact | None] = {}
+    """Cancel the claimed messages that are recalled (saved and traced); return the others.
+
+    The batch's runs, contacts and goal events are read up front, one query per table for all
+    (`batch_reads`); the decisions are then made message by message, as they read.
+    """
+    marketing = [m for m in claimed if not m.transactional]
+    runs = runs_by_id(uow, {m.run_id for m in marketing})
+    contacts = contacts_by_id(uow, {m.contact_id for m in marketing})
+    events = _GoalEvents.read(uow, marketing, runs, contacts, goals)
     met: dict[str, tuple[str, str] | None] = {}  # by run: one goal check per run and round
     keep: list[Message] = []
     trace: list[TraceEntry] = []
@@ -93,15 +102,13 @@ def recall(
         if message.transactional:
             keep.append(message)
             continue
-        if message.run_id not in runs:
-            runs[message.run_id] = uow.get_run(message.run_id)
-        if message.contact_id not in contacts:
-            contacts[message.contact_id] = uow.get_contact(message.contact_id)
-        run, contact = runs[message.run_id], contacts[message.contact_id]
+        run, contact = runs.get(message.run_id), contacts.get(message.contact_id)
         recalled = recall_reason(message, run, contact)
         if recalled is None and run is not None and contact is not None:
             if run.id not in met:
-                met[run.id] = _goal_met(uow, run, contact, now, goals=goals, trace=trace)
+                met[run.id] = _goal_met(
+                    uow, run, contact, now, goals=goals, events=events, trace=trace
+                )
             recalled = met[run.id]
         if recalled is None:
             keep.append(message)
@@ -118,6 +125,67 @@ def recall(
     return keep
 
 
+def _goals_judged(run: Run, goals: Goals, uow: UnitOfWork) -> CompiledWorkflow | None:
+    """The workflow version whose exit goals an ended run's messages are checked against."""
+    if run.outcome not in GOALS_OUTLIVE:
+        return None
+    workflow = goals.registry.version(run.workflow_id, run.workflow_version, uow)
+    if workflow is None or not workflow.definition.exit:
+        return None
+    return workflow
+
+
+@dataclass(frozen=True)
+class _GoalEvents:
+    """The events the goal checks of a batch look at, read for all its contacts at once: the
+    whole history of those whose workflow's conditions read it, else the events of any goal
+    name since the earliest horizon (each run then takes its own names and horizon)."""
+
+    histories: dict[str, list[Event]]
+    candidates: dict[str, list[Event]]
+
+    @classmethod
+    def read(
+        cls,
+        uow: UnitOfWork,
+        marketing: Sequence[Message],
+        runs: Mapping[str, Run],
+        contacts: Mapping[str, Contact],
+        goals: Goals,
+    ) -> _GoalEvents:
+        """What the batch's goal checks will need (a check not made only costs a wider read)."""
+        whole: set[str] = set()
+        some: set[str] = set()
+        names: set[str] = set()
+        horizons: list[datetime] = []
+        for message in marketing:
+            run, contact = runs.get(message.run_id), contacts.get(message.contact_id)
+            if run is None or contact is None or recall_reason(message, run, contact):
+                continue
+            workflow = _goals_judged(run, goals, uow)
+            if workflow is None:
+                continue
+            if workflow.uses_history:
+                whole.add(contact.id)
+            else:
+                some.add(contact.id)
+                names |= goal_names(workflow)
+                horizons.append(goal_horizon(run))
+        histories = events_by_contact(uow, whole)
+        since = min(horizons, default=None)
+        candidates = events_by_contact(uow, some - whole, names=names, since=since)
+        return cls(histories, candidates)
+
+    def history(self, contact_id: str) -> list[Event]:
+        """The contact's events, as `contact_events(contact_id)` reads them."""
+        return self.histories.get(contact_id, [])
+
+    def goal_events(self, contact_id: str, names: frozenset[str], since: datetime) -> list[Event]:
+        """As `contact_events(contact_id, names=names, since=since)` reads them."""
+        read = self.candidates.get(contact_id) or self.histories.get(contact_id, [])
+        return [e for e in read if e.name in names and e.occurred_at >= since]
+
+
 def _goal_met(
     uow: UnitOfWork,
     run: Run,
@@ -125,20 +193,19 @@ def _goal_met(
     now: datetime,
     *,
     goals: Goals,
+    events: _GoalEvents,
     trace: list[TraceEntry],
 ) -> tuple[str, str] | None:
     """Whether an event reaches an exit goal of a run that ended on its own (see the module)."""
-    if run.outcome not in GOALS_OUTLIVE:
-        return None
-    workflow = goals.registry.version(run.workflow_id, run.workflow_version, uow)
-    if workflow is None or not workflow.definition.exit:
+    workflow = _goals_judged(run, goals, uow)
+    if workflow is None:
         return None
     history: Sequence[Event] = ()
     if workflow.uses_history:
-        history = uow.contact_events(contact.id)  # conditions see it; the goals come from it too
+        history = events.history(contact.id)  # conditions see it; the goals come from it too
         found = history
     else:
-        found = uow.contact_events(contact.id, names=goal_names(workflow), since=goal_horizon(run))
+        found = events.goal_events(contact.id, goal_names(workflow), goal_horizon(run))
     state = ContactState(contact=contact, runs=(), history=history)
     reached, notes = goal_met_for_ended_run(state, workflow, run, found, now=now, env=goals.env)
     trace.extend(notes)

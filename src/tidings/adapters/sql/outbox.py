@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import Queries, driver_statement
+from tidings.adapters.sql.statements import (
+    DriverStatement,
+    Queries,
+    bind_processor,
+    driver_statement,
+)
 from tidings.adapters.sql.tables import messages
 from tidings.errors import StoreError
 from tidings.model.messages import Message, MessageStatus
@@ -17,6 +24,25 @@ from tidings.model.messages import Message, MessageStatus
 _m = messages
 _PENDING = _m.c.status == sa.literal_column(f"'{MessageStatus.pending.value}'")
 _SENDING = _m.c.status == sa.literal_column(f"'{MessageStatus.sending.value}'")
+
+
+_WHERE_KEY = "where_key"
+
+
+# Bounded: a dialect is one engine's, and tests make many engines.
+@functools.lru_cache(maxsize=64)
+def _save_statement(dialect: Dialect, columns: tuple[str, ...]) -> DriverStatement:
+    """`UPDATE messages SET columns WHERE key = ... RETURNING key`, compiled once per dialect:
+    it runs once per outcome, and SQLAlchemy's building of it cost more than the update."""
+    stmt = sa.update(_m).where(_m.c.key == sa.bindparam(_WHERE_KEY)).returning(_m.c.key)
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    order = tuple(compiled.positiontup or ()) if compiled.positional else (*columns, _WHERE_KEY)
+    if set(order) != {*columns, _WHERE_KEY}:  # pragma: no cover - a statement with other parameters
+        raise ValueError(f"statement parameters {order} are not {columns} and the key")
+    processors = tuple(
+        bind_processor(_m.c.key if name == _WHERE_KEY else _m.c[name], dialect) for name in order
+    )
+    return DriverStatement(compiled.string, order, processors, compiled.positional)
 
 
 class OutboxQueries(Queries):
@@ -69,10 +95,8 @@ class OutboxQueries(Queries):
         values: dict[str, Any] = mapping.delivery_values(message)
         if message.status is not MessageStatus.sending:
             values["lease_until"] = None
-        done = self._execute(
-            sa.update(_m).where(_m.c.key == message.key).values(values).returning(_m.c.key)
-        ).first()
-        if done is None:
+        update = _save_statement(self._conn.dialect, tuple(values))
+        if self._driver_row(update, values | {_WHERE_KEY: message.key}) is None:
             raise StoreError(f"no message with key {message.key!r} in the outbox")
 
     def get_message(self, key: str) -> Message | None:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tidings.adapters.sql import mapping
 from tidings.adapters.sql.contacts import ContactQueries
+from tidings.adapters.sql.delivery_batch import DeliveryBatchQueries
 from tidings.adapters.sql.engine import create_engine, database_url
 from tidings.adapters.sql.events import EventQueries
 from tidings.adapters.sql.migrate import Migration, current_revision, upgrade
@@ -33,7 +34,7 @@ _t = trace
 _wv = workflow_versions
 
 
-class SqlUnitOfWork(ContactQueries, EventQueries, RunQueries, OutboxQueries):
+class SqlUnitOfWork(ContactQueries, EventQueries, RunQueries, OutboxQueries, DeliveryBatchQueries):
     """Everything the store offers, on one connection inside one transaction."""
 
     def add_trace(self, entries: Sequence[TraceEntry]) -> None:

@@ -1,0 +1,73 @@
+"""Messages, runs and events read by key in bulk (`DeliveryBatch`): one query per chunk of keys."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from tidings.adapters.sql import mapping
+from tidings.adapters.sql.statements import Queries, chunks
+from tidings.adapters.sql.tables import events, messages, runs
+from tidings.model.events import Event
+from tidings.model.messages import Message
+from tidings.model.runs import Run
+
+_e = events
+_m = messages
+_r = runs
+
+
+# Built once per dialect with an expanding parameter: the worker reads a batch of messages and
+# their runs every round, and building these costs more than running them.
+@functools.cache
+def _messages_by_key(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    key = _m.c.key.collate("C") if postgres else _m.c.key
+    return sa.select(_m).where(_m.c.key.in_(sa.bindparam("keys", expanding=True))).order_by(key)
+
+
+@functools.cache
+def _runs_by_id(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    run_id = _r.c.id.collate("C") if postgres else _r.c.id
+    return sa.select(_r).where(_r.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(run_id)
+
+
+class DeliveryBatchQueries(Queries):
+    """The `DeliveryBatch` port over one connection."""
+
+    def get_messages(self, keys: Collection[str]) -> list[Message]:
+        """The messages with these keys, by key (unknown keys are left out)."""
+        found: list[Message] = []
+        for part in chunks(sorted(set(keys))):
+            rows = self._execute(_messages_by_key(self._postgres), {"keys": list(part)})
+            found += [mapping.message_from_row(row) for row in rows.mappings()]
+        return found
+
+    def get_runs(self, ids: Collection[str]) -> list[Run]:
+        """The runs with these ids, by id (unknown ids are left out)."""
+        found: list[Run] = []
+        for part in chunks(sorted(set(ids))):
+            rows = self._execute(_runs_by_id(self._postgres), {"ids": list(part)})
+            found += [mapping.run_from_row(row) for row in rows.mappings()]
+        return found
+
+    def contact_events_many(
+        self,
+        contact_ids: Collection[str],
+        *,
+        names: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Event]:
+        """`contact_events` of each of these contacts, in one list by event time (then seq)."""
+        where: list[sa.ColumnElement[bool]] = []
+        if names is not None:
+            where.append(_e.c.name.in_(sorted(set(names))))
+        if since is not None:
+            where.append(_e.c.occurred_at >= since)
+        found: list[Event] = []
+        for part in chunks(sorted(set(contact_ids))):
+            stmt = sa.select(_e).where(_e.c.contact_id.in_(part), *where)
+            found += [mapping.event_from_row(row) for row in self._execute(stmt).mappings()]
+        return sorted(found, key=lambda e: (e.occurred_at, e.seq or 0))
