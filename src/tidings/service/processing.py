@@ -4,7 +4,9 @@ Events are consumed from the durable log in order of receipt (`seq`); each event
 (runs advanced, trace, outbox messages, contact updates) commit in the same transaction that
 marks the event processed, so an event is applied exactly once even across crashes. Due timers
 are claimed from the runs table the same way. Each contact is locked (`lock_contact`) before
-its state is read, so two engine processes never advance one contact at once.
+its state is read, so two engine processes never advance one contact at once. A batch locks
+and reads the states of all its contacts at once (`tidings.service.contact_states`); a contact
+met again later in the batch is read again, after what the batch wrote for it.
 
 Late events (an `event_date` earlier than events already applied) are applied when they arrive:
 they end runs whose exit goal they reach as long as the goal event is dated at or after the
@@ -37,7 +39,7 @@ ends its run with Outcome.error rather than being claimed again forever.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -47,6 +49,7 @@ from tidings.model.events import Event
 from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, Store, UnitOfWork
+from tidings.service.contact_states import Prefetched, read_state, read_states
 from tidings.service.registry import WorkflowRegistry
 
 log = logging.getLogger(__name__)
@@ -109,10 +112,12 @@ class Processor:
                 stats = ProcessStats(events=len(events))
                 names = self.event_names if events else frozenset()
                 current = {(w.id, w.version) for w in self.registry.current}
+                named = {e.contact_id for e in events if e.name in names and e.contact_id}
+                prefetched = self.contact_states(uow, named)
                 for event in events:
                     if event.name not in names and not _older_runs(uow, event, current):
                         continue  # no workflow reacts to it: it stays in the history only
-                    stats.messages += self._apply_event(uow, event, self.clock.now())
+                    stats.messages += self._apply_event(uow, event, self.clock.now(), prefetched)
                 uow.mark_events_processed([e.seq for e in events if e.seq is not None])
                 return stats
         except Exception:
@@ -144,14 +149,20 @@ class Processor:
             uow.mark_events_processed([event.seq or 0])
             uow.add_trace([_error_entry(event, exc, self.clock.now())])
 
-    def _apply_event(self, uow: UnitOfWork, event: Event, now: datetime) -> int:
-        decision = self._decide_event(uow, event, now)
-        return self.write(uow, decision, now) if decision is not None else 0
+    def _apply_event(
+        self, uow: UnitOfWork, event: Event, now: datetime, prefetched: Prefetched | None = None
+    ) -> int:
+        decision = self._decide_event(uow, event, now, prefetched)
+        if decision is None:
+            return 0
+        return self.write(uow, decision, now, prefetched)
 
-    def _decide_event(self, uow: UnitOfWork, event: Event, now: datetime) -> Decision | None:
+    def _decide_event(
+        self, uow: UnitOfWork, event: Event, now: datetime, prefetched: Prefetched | None = None
+    ) -> Decision | None:
         if event.contact_id is None:
             return None
-        state = self.contact_state(uow, event.contact_id)
+        state = self._state(uow, event.contact_id, prefetched)
         if state is None:
             return None
         if not self.virtual_time:
@@ -189,19 +200,23 @@ class Processor:
         now = self.clock.now()
         stats = ProcessStats()
         with self.store.transaction() as uow:
-            for run in uow.claim_due_runs(now, self.batch):
+            claimed = uow.claim_due_runs(now, self.batch)
+            prefetched = self.contact_states(uow, {run.contact_id for run in claimed})
+            for run in claimed:
                 stats.timers += 1
-                stats.messages += self._fire(uow, run, now)
+                stats.messages += self._fire(uow, run, now, prefetched)
         return stats
 
-    def _fire(self, uow: UnitOfWork, claimed: Run, now: datetime) -> int:
-        decision = self._decide_timer(uow, claimed, now)
+    def _fire(self, uow: UnitOfWork, claimed: Run, now: datetime, prefetched: Prefetched) -> int:
+        decision = self._decide_timer(uow, claimed, now, prefetched)
         if decision is None or decision.is_empty:
             return 0
-        return self.write(uow, decision, now)
+        return self.write(uow, decision, now, prefetched)
 
-    def _decide_timer(self, uow: UnitOfWork, claimed: Run, now: datetime) -> Decision | None:
-        state = self.contact_state(uow, claimed.contact_id)
+    def _decide_timer(
+        self, uow: UnitOfWork, claimed: Run, now: datetime, prefetched: Prefetched | None = None
+    ) -> Decision | None:
+        state = self._state(uow, claimed.contact_id, prefetched)
         if state is None:
             return None
         # The run as this transaction sees it (an earlier timer of the batch may have moved it).
@@ -229,24 +244,32 @@ class Processor:
     def contact_state(self, uow: UnitOfWork, contact_id: str) -> ContactState | None:
         """The contact's state as the core sees it, the contact locked first (None: no such
         contact)."""
-        if not self.virtual_time:
-            # Another engine process may hold this contact's event or timer: wait for it.
-            uow.lock_contact(contact_id)
-        contact = uow.get_contact(contact_id)
-        if contact is None:
-            return None
-        history: Sequence[Event] = ()
-        if self.registry.uses_history:
-            history = uow.contact_events(contact_id)
-        return ContactState(
-            contact=contact,
-            runs=uow.runs_for_contact(contact_id),
-            last_runs=uow.last_runs(contact_id),
-            history=history,
-        )
+        lock = not self.virtual_time
+        return read_state(uow, contact_id, lock=lock, history=self.registry.uses_history)
 
-    def write(self, uow: UnitOfWork, decision: Decision, now: datetime) -> int:
-        """Write one decision; returns how many new messages it queued."""
+    def contact_states(self, uow: UnitOfWork, contact_ids: Collection[str]) -> Prefetched:
+        """`contact_state` of each of a batch's contacts, read ahead together."""
+        lock = not self.virtual_time
+        return read_states(uow, contact_ids, lock=lock, history=self.registry.uses_history)
+
+    def _state(
+        self, uow: UnitOfWork, contact_id: str, prefetched: Prefetched | None
+    ) -> ContactState | None:
+        if prefetched is not None and contact_id in prefetched:
+            return prefetched.take(contact_id)
+        return self.contact_state(uow, contact_id)
+
+    def write(
+        self,
+        uow: UnitOfWork,
+        decision: Decision,
+        now: datetime,
+        prefetched: Prefetched | None = None,
+    ) -> int:
+        """Write one decision; returns how many new messages it queued. What `prefetched`
+        read ahead for the contacts it writes to is dropped: stale from now on."""
+        if prefetched is not None:
+            prefetched.forget(decision)
         if decision.contact is not None:
             uow.save_contact(decision.contact)
         if decision.runs:

@@ -17,6 +17,16 @@ from tidings.model.events import IdentifierKind
 _ci = contact_identifiers
 _contacts = contacts
 _LOCK_CONTACT = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:contact_id, 0))")
+# The same locks for many contacts, taken in the order of their lock keys: any two transactions
+# then take the keys they share in the same order, so neither waits for the other in a cycle
+# (ids sorted as text would not do: two ids may share a key). The ORDER BY in the subquery keeps
+# it from being flattened, so the locks are taken in that order.
+_LOCK_CONTACTS = sa.text(
+    "SELECT pg_advisory_xact_lock(lock_key) FROM ("
+    "SELECT DISTINCT hashtextextended(contact_id, 0) AS lock_key"
+    " FROM unnest(CAST(:contact_ids AS text[])) AS given(contact_id) ORDER BY lock_key"
+    ") AS lock_keys"
+)
 
 
 def _any_identifier(pairs: Collection[tuple[str, str]]) -> sa.ColumnElement[bool]:
@@ -103,10 +113,22 @@ class ContactQueries(Queries):
         if self._postgres:
             self._execute(_LOCK_CONTACT, {"contact_id": contact_id})
 
+    def lock_contacts(self, contact_ids: Collection[str]) -> None:
+        """`lock_contact` for each, in one statement, in the order of the lock keys."""
+        if self._postgres and contact_ids:
+            self._execute(_LOCK_CONTACTS, {"contact_ids": sorted(set(contact_ids))})
+
     def get_contact(self, contact_id: str) -> Contact | None:
         """One contact by id."""
         found = self._load(_by_id(self._postgres), {"contact_id": contact_id})
         return found[0] if found else None
+
+    def get_contacts(self, contact_ids: Collection[str]) -> dict[str, Contact]:
+        """The contacts among these ids that exist, by id (one query per chunk of ids)."""
+        found: dict[str, Contact] = {}
+        for part in chunks(sorted(set(contact_ids))):
+            found.update((c.id, c) for c in self._load(_in_ids(self._postgres), {"ids": part}))
+        return found
 
     def save_contact(self, contact: Contact) -> None:
         """Insert or replace a contact and its identifiers; an identifier held by another

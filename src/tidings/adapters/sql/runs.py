@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import Queries
+from tidings.adapters.sql.statements import Queries, chunks
 from tidings.adapters.sql.tables import WAITING, runs
 from tidings.model.runs import Run, RunStatus
 from tidings.ports import RunCount
@@ -36,21 +36,50 @@ def _runs_for_contact(postgres: bool, active_only: bool) -> sa.Select[tuple[obje
 
 
 @functools.cache
-def _last_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
+def _last_runs(postgres: bool, many: bool = False) -> sa.Select[tuple[object, ...]]:
+    """The newest run of each (workflow, key) of one contact, or (`many`) of each contact in
+    the expanding parameter `ids`."""
     newest = (
         sa.func.row_number()
         .over(
-            partition_by=(_r.c.workflow_id, _r.c.key),
+            partition_by=(_r.c.contact_id, _r.c.workflow_id, _r.c.key),
             order_by=(_r.c.started_at.desc(), _by_code_point(postgres, _r.c.id).desc()),
         )
         .label("newest")
     )
-    ranked = sa.select(_r, newest).where(_r.c.contact_id == _CONTACT).subquery()
+    ranked = sa.select(_r, newest).where(_contacts(many)).subquery()
     return (
         sa.select(ranked)
         .where(ranked.c.newest == 1)
         .order_by(ranked.c.started_at, _by_code_point(postgres, ranked.c.id))
     )
+
+
+def _last_runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    return _last_runs(postgres, many=True)
+
+
+@functools.cache
+def _active_runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    return (
+        sa.select(_r)
+        .where(_contacts(many=True), _ACTIVE)
+        .order_by(_r.c.started_at, _by_code_point(postgres, _r.c.id))
+    )
+
+
+def _contacts(many: bool) -> sa.ColumnElement[bool]:
+    if many:
+        return _r.c.contact_id.in_(sa.bindparam("ids", expanding=True))
+    return _r.c.contact_id == _CONTACT
+
+
+def _by_contact(contact_ids: Collection[str], runs: Iterable[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by contact, each group in the order given; every id a key."""
+    grouped: dict[str, list[Run]] = {contact_id: [] for contact_id in contact_ids}
+    for run in runs:
+        grouped[run.contact_id].append(run)
+    return grouped
 
 
 class RunQueries(Queries):
@@ -75,6 +104,21 @@ class RunQueries(Queries):
         """The most recent run (by start, then id) of each (workflow, key), oldest first."""
         rows = self._execute(_last_runs(self._postgres), {"contact_id": contact_id}).mappings()
         return [mapping.run_from_row(row) for row in rows]
+
+    def runs_for_contacts(self, contact_ids: Collection[str]) -> dict[str, list[Run]]:
+        """`runs_for_contact` of each id, one query per chunk of ids."""
+        return _by_contact(contact_ids, self._runs_of(_active_runs_of_contacts, contact_ids))
+
+    def last_runs_for_contacts(self, contact_ids: Collection[str]) -> dict[str, list[Run]]:
+        """`last_runs` of each id, one query per chunk of ids."""
+        return _by_contact(contact_ids, self._runs_of(_last_runs_of_contacts, contact_ids))
+
+    def _runs_of(
+        self, statement: Callable[[bool], sa.Select[tuple[object, ...]]], ids: Collection[str]
+    ) -> Iterator[Run]:
+        for part in chunks(sorted(set(ids))):
+            rows = self._execute(statement(self._postgres), {"ids": part}).mappings()
+            yield from (mapping.run_from_row(row) for row in rows)
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
