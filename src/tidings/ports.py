@@ -70,6 +70,15 @@ class ContactBatch(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ContactRuns:
+    """A contact's runs as the engine reads them: the active ones (`runs_for_contact`) and the
+    newest of each (workflow, key), any status (`last_runs`); both oldest first."""
+
+    active: list[Run]
+    last: list[Run]
+
+
 class ContactStates(Protocol):
     """What the engine reads of a contact (`lock_contact`, `get_contact`, `runs_for_contact`,
     `last_runs`), for many contacts at once: a batch of due timers or events reads its
@@ -85,12 +94,9 @@ class ContactStates(Protocol):
         """The contacts among these ids that exist, by id."""
         ...
 
-    def runs_for_contacts(self, contact_ids: Collection[str]) -> dict[str, list[Run]]:
-        """`runs_for_contact` (active runs only) of each id: every id given is a key."""
-        ...
-
-    def last_runs_for_contacts(self, contact_ids: Collection[str]) -> dict[str, list[Run]]:
-        """`last_runs` of each id: every id given is a key."""
+    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
+        """`runs_for_contact` (active runs only) and `last_runs` of each id: every id given is
+        a key."""
         ...
 
 

@@ -13,7 +13,7 @@ from tidings.ports import Store, UnitOfWork
 from tidings.service.contact_states import read_state, read_states
 
 IDS = ["contact-2", "contact-1", "missing", "contact-1"]
-BULK_READS = {"lock_contacts", "get_contacts", "runs_for_contacts", "last_runs_for_contacts"}
+BULK_READS = {"lock_contacts", "get_contacts", "runs_of_contacts"}
 
 
 def seed(store: Store) -> None:

@@ -20,7 +20,7 @@ from tidings.model.events import Event, IdentifierKind
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Run, RunStatus
 from tidings.model.trace import TraceEntry
-from tidings.ports import RunCount
+from tidings.ports import ContactRuns, RunCount
 
 
 class MemoryStore:
@@ -224,13 +224,9 @@ class MemoryUnitOfWork:
             latest[(run.workflow_id, run.key)] = run
         return sorted(latest.values(), key=lambda r: (r.started_at, r.id))
 
-    def runs_for_contacts(self, contact_ids: Collection[str]) -> dict[str, list[Run]]:
-        """`runs_for_contact` of each id."""
-        return {i: self.runs_for_contact(i) for i in contact_ids}
-
-    def last_runs_for_contacts(self, contact_ids: Collection[str]) -> dict[str, list[Run]]:
-        """`last_runs` of each id."""
-        return {i: self.last_runs(i) for i in contact_ids}
+    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
+        """`runs_for_contact` and `last_runs` of each id."""
+        return {i: ContactRuns(self.runs_for_contact(i), self.last_runs(i)) for i in contact_ids}
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first (then by id)."""

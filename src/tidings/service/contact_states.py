@@ -19,7 +19,7 @@ from tidings.engine.core import ContactState, Decision
 from tidings.model.events import Event
 from tidings.ports import ContactStates, UnitOfWork
 
-_BULK_READS = ("lock_contacts", "get_contacts", "runs_for_contacts", "last_runs_for_contacts")
+_BULK_READS = ("lock_contacts", "get_contacts", "runs_of_contacts")
 
 
 def read_state(
@@ -55,14 +55,13 @@ def read_states(
         bulk.lock_contacts(ids)
     contacts = bulk.get_contacts(ids)
     found = [i for i in ids if i in contacts]
-    runs = bulk.runs_for_contacts(found)
-    last_runs = bulk.last_runs_for_contacts(found)
+    runs = bulk.runs_of_contacts(found)
     states: dict[str, ContactState | None] = dict.fromkeys(ids)
     for contact_id in found:
         states[contact_id] = ContactState(
             contact=contacts[contact_id],
-            runs=runs[contact_id],
-            last_runs=last_runs[contact_id],
+            runs=runs[contact_id].active,
+            last_runs=runs[contact_id].last,
             history=uow.contact_events(contact_id) if history else (),
         )
     return Prefetched(states)

@@ -127,7 +127,8 @@ class ContactQueries(Queries):
         """The contacts among these ids that exist, by id (one query per chunk of ids)."""
         found: dict[str, Contact] = {}
         for part in chunks(sorted(set(contact_ids))):
-            found.update((c.id, c) for c in self._load(_in_ids(self._postgres), {"ids": part}))
+            rows = self._select_rows(_in_ids(self._postgres), {"ids": part})
+            found.update((c.id, c) for c in _contacts_of(rows))
         return found
 
     def save_contact(self, contact: Contact) -> None:
@@ -210,11 +211,16 @@ class ContactQueries(Queries):
         self, stmt: sa.Select[tuple[object, ...]], values: Mapping[str, object]
     ) -> list[Contact]:
         """Contacts a `_load_statement` finds, with all their identifiers, oldest first."""
-        rows: dict[str, sa.RowMapping] = {}
-        identifiers: dict[str, dict[str, str]] = {}
-        for row in self._execute(stmt, dict(values)).mappings():
-            rows.setdefault(row["id"], row)
-            held = identifiers.setdefault(row["id"], {})
-            if row["id_kind"] is not None:
-                held[row["id_kind"]] = row["id_value"]
-        return [mapping.contact_from_row(rows[cid], identifiers[cid]) for cid in rows]
+        return _contacts_of(self._execute(stmt, dict(values)).mappings())
+
+
+def _contacts_of(rows: Iterable[mapping.RowValues]) -> list[Contact]:
+    """Contacts from `_load_statement` rows (one per identifier), in the rows' order."""
+    contact_rows: dict[str, mapping.RowValues] = {}
+    identifiers: dict[str, dict[str, str]] = {}
+    for row in rows:
+        contact_rows.setdefault(row["id"], row)
+        held = identifiers.setdefault(row["id"], {})
+        if row["id_kind"] is not None:
+            held[row["id_kind"]] = row["id_value"]
+    return [mapping.contact_from_row(contact_rows[cid], identifiers[cid]) for cid in contact_rows]

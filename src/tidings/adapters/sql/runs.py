@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from tidings.adapters.sql import mapping
 from tidings.adapters.sql.statements import Queries, chunks
-from tidings.adapters.sql.tables import WAITING, runs
+from tidings.adapters.sql.tables import WAITING, UTCDateTime, runs
 from tidings.model.runs import Run, RunStatus
-from tidings.ports import RunCount
+from tidings.ports import ContactRuns, RunCount
 
 _r = runs
 _ACTIVE = _r.c.status != sa.literal_column(f"'{RunStatus.finished.value}'")
@@ -35,10 +35,9 @@ def _runs_for_contact(postgres: bool, active_only: bool) -> sa.Select[tuple[obje
     )
 
 
-@functools.cache
-def _last_runs(postgres: bool, many: bool = False) -> sa.Select[tuple[object, ...]]:
-    """The newest run of each (workflow, key) of one contact, or (`many`) of each contact in
-    the expanding parameter `ids`."""
+def _ranked(postgres: bool, where: sa.ColumnElement[bool]) -> sa.Subquery:
+    """The runs matching `where`, each with `newest`: 1 for the newest (by start, then id) of
+    its contact, workflow and key."""
     newest = (
         sa.func.row_number()
         .over(
@@ -47,7 +46,12 @@ def _last_runs(postgres: bool, many: bool = False) -> sa.Select[tuple[object, ..
         )
         .label("newest")
     )
-    ranked = sa.select(_r, newest).where(_contacts(many)).subquery()
+    return sa.select(_r, newest).where(where).subquery()
+
+
+@functools.cache
+def _last_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    ranked = _ranked(postgres, _r.c.contact_id == _CONTACT)
     return (
         sa.select(ranked)
         .where(ranked.c.newest == 1)
@@ -55,31 +59,28 @@ def _last_runs(postgres: bool, many: bool = False) -> sa.Select[tuple[object, ..
     )
 
 
-def _last_runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
-    return _last_runs(postgres, many=True)
-
-
+# A batch's runs: of each contact in `ids`, the active runs and the newest of each (workflow,
+# key) together, each row read once (they are mostly the same rows).
 @functools.cache
-def _active_runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
+def _runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    ranked = _ranked(postgres, _r.c.contact_id.in_(sa.bindparam("ids", expanding=True)))
+    active = ranked.c.status != sa.literal_column(f"'{RunStatus.finished.value}'")
     return (
-        sa.select(_r)
-        .where(_contacts(many=True), _ACTIVE)
-        .order_by(_r.c.started_at, _by_code_point(postgres, _r.c.id))
+        sa.select(ranked)
+        .where(sa.or_(ranked.c.newest == 1, active))
+        .order_by(ranked.c.started_at, _by_code_point(postgres, ranked.c.id))
     )
 
 
-def _contacts(many: bool) -> sa.ColumnElement[bool]:
-    if many:
-        return _r.c.contact_id.in_(sa.bindparam("ids", expanding=True))
-    return _r.c.contact_id == _CONTACT
-
-
-def _by_contact(contact_ids: Collection[str], runs: Iterable[Run]) -> dict[str, list[Run]]:
-    """Runs grouped by contact, each group in the order given; every id a key."""
-    grouped: dict[str, list[Run]] = {contact_id: [] for contact_id in contact_ids}
-    for run in runs:
-        grouped[run.contact_id].append(run)
-    return grouped
+@functools.cache
+def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    return (
+        sa.select(_r)
+        .where(WAITING, _r.c.due_at <= sa.bindparam("now", type_=UTCDateTime()))
+        .order_by(_r.c.due_at, _by_code_point(postgres, _r.c.id))
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+        .with_for_update(skip_locked=True)
+    )
 
 
 class RunQueries(Queries):
@@ -105,31 +106,23 @@ class RunQueries(Queries):
         rows = self._execute(_last_runs(self._postgres), {"contact_id": contact_id}).mappings()
         return [mapping.run_from_row(row) for row in rows]
 
-    def runs_for_contacts(self, contact_ids: Collection[str]) -> dict[str, list[Run]]:
-        """`runs_for_contact` of each id, one query per chunk of ids."""
-        return _by_contact(contact_ids, self._runs_of(_active_runs_of_contacts, contact_ids))
-
-    def last_runs_for_contacts(self, contact_ids: Collection[str]) -> dict[str, list[Run]]:
-        """`last_runs` of each id, one query per chunk of ids."""
-        return _by_contact(contact_ids, self._runs_of(_last_runs_of_contacts, contact_ids))
-
-    def _runs_of(
-        self, statement: Callable[[bool], sa.Select[tuple[object, ...]]], ids: Collection[str]
-    ) -> Iterator[Run]:
-        for part in chunks(sorted(set(ids))):
-            rows = self._execute(statement(self._postgres), {"ids": part}).mappings()
-            yield from (mapping.run_from_row(row) for row in rows)
+    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
+        """`runs_for_contact` and `last_runs` of each id, one query per chunk of ids."""
+        found = {contact_id: ContactRuns([], []) for contact_id in contact_ids}
+        for part in chunks(sorted(found)):
+            for row in self._select_rows(_runs_of_contacts(self._postgres), {"ids": part}):
+                run = mapping.run_from_row(row)  # frozen: one object in both lists
+                runs = found[run.contact_id]
+                if run.is_active:
+                    runs.active.append(run)
+                if row["newest"] == 1:
+                    runs.last.append(run)
+        return found
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
-        stmt = (
-            sa.select(_r)
-            .where(WAITING, _r.c.due_at <= now)
-            .order_by(_r.c.due_at, self._text_order(_r.c.id))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return [mapping.run_from_row(row) for row in self._execute(stmt).mappings()]
+        rows = self._select_rows(_due_runs(self._postgres), {"now": now, "limit": limit})
+        return [mapping.run_from_row(row) for row in rows]
 
     def next_due_at(self) -> datetime | None:
         """The earliest due time of any waiting run."""
