@@ -6,7 +6,9 @@ marks the event processed, so an event is applied exactly once even across crash
 are claimed from the runs table the same way. Each contact is locked (`lock_contact`) before
 its state is read, so two engine processes never advance one contact at once. A batch locks
 and reads the states of all its contacts at once (`tidings.service.contact_states`); a contact
-met again later in the batch is read again, after what the batch wrote for it.
+met again later in the batch is read again, after what the batch wrote for it. A batch's runs,
+trace and messages are written together when it ends (`tidings.service.batches`), and before
+any read that could see them.
 
 Late events (an `event_date` earlier than events already applied) are applied when they arrive:
 they end runs whose exit goal they reach as long as the goal event is dated at or after the
@@ -49,6 +51,7 @@ from tidings.model.events import Event
 from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, Store, UnitOfWork
+from tidings.service.batches import Batch
 from tidings.service.contact_states import Prefetched, read_state, read_states
 from tidings.service.registry import WorkflowRegistry
 
@@ -113,11 +116,15 @@ class Processor:
                 names = self.event_names if events else frozenset()
                 current = {(w.id, w.version) for w in self.registry.current}
                 named = {e.contact_id for e in events if e.name in names and e.contact_id}
-                prefetched = self.contact_states(uow, named)
+                batch = Batch(self.contact_states(uow, named))
                 for event in events:
-                    if event.name not in names and not _older_runs(uow, event, current):
-                        continue  # no workflow reacts to it: it stays in the history only
-                    stats.messages += self._apply_event(uow, event, self.clock.now(), prefetched)
+                    if event.name not in names:
+                        batch.writes.flush(uow)  # the runs read next may be the batch's
+                        if not _older_runs(uow, event, current):
+                            continue  # no workflow reacts to it: it stays in the history only
+                    self._apply_event(uow, event, self.clock.now(), batch)
+                batch.writes.flush(uow)
+                stats.messages = batch.writes.added
                 uow.mark_events_processed([e.seq for e in events if e.seq is not None])
                 return stats
         except Exception:
@@ -150,19 +157,20 @@ class Processor:
             uow.add_trace([_error_entry(event, exc, self.clock.now())])
 
     def _apply_event(
-        self, uow: UnitOfWork, event: Event, now: datetime, prefetched: Prefetched | None = None
+        self, uow: UnitOfWork, event: Event, now: datetime, batch: Batch | None = None
     ) -> int:
-        decision = self._decide_event(uow, event, now, prefetched)
+        """Decide and write (`batch`: hold the writes, counted at its flush: 0 here)."""
+        decision = self._decide_event(uow, event, now, batch)
         if decision is None:
             return 0
-        return self.write(uow, decision, now, prefetched)
+        return self._record(uow, decision, now, batch)
 
     def _decide_event(
-        self, uow: UnitOfWork, event: Event, now: datetime, prefetched: Prefetched | None = None
+        self, uow: UnitOfWork, event: Event, now: datetime, batch: Batch | None = None
     ) -> Decision | None:
         if event.contact_id is None:
             return None
-        state = self._state(uow, event.contact_id, prefetched)
+        state = self._state(uow, event.contact_id, batch)
         if state is None:
             return None
         if not self.virtual_time:
@@ -201,22 +209,20 @@ class Processor:
         stats = ProcessStats()
         with self.store.transaction() as uow:
             claimed = uow.claim_due_runs(now, self.batch)
-            prefetched = self.contact_states(uow, {run.contact_id for run in claimed})
+            batch = Batch(self.contact_states(uow, {run.contact_id for run in claimed}))
             for run in claimed:
                 stats.timers += 1
-                stats.messages += self._fire(uow, run, now, prefetched)
+                decision = self._decide_timer(uow, run, now, batch)
+                if decision is not None and not decision.is_empty:
+                    self._record(uow, decision, now, batch)
+            batch.writes.flush(uow)
+            stats.messages = batch.writes.added
         return stats
 
-    def _fire(self, uow: UnitOfWork, claimed: Run, now: datetime, prefetched: Prefetched) -> int:
-        decision = self._decide_timer(uow, claimed, now, prefetched)
-        if decision is None or decision.is_empty:
-            return 0
-        return self.write(uow, decision, now, prefetched)
-
     def _decide_timer(
-        self, uow: UnitOfWork, claimed: Run, now: datetime, prefetched: Prefetched | None = None
+        self, uow: UnitOfWork, claimed: Run, now: datetime, batch: Batch | None = None
     ) -> Decision | None:
-        state = self._state(uow, claimed.contact_id, prefetched)
+        state = self._state(uow, claimed.contact_id, batch)
         if state is None:
             return None
         # The run as this transaction sees it (an earlier timer of the batch may have moved it).
@@ -252,37 +258,42 @@ class Processor:
         lock = not self.virtual_time
         return read_states(uow, contact_ids, lock=lock, history=self.registry.uses_history)
 
-    def _state(
-        self, uow: UnitOfWork, contact_id: str, prefetched: Prefetched | None
-    ) -> ContactState | None:
-        if prefetched is not None and contact_id in prefetched:
-            return prefetched.take(contact_id)
+    def _state(self, uow: UnitOfWork, contact_id: str, batch: Batch | None) -> ContactState | None:
+        if batch is not None:
+            if contact_id in batch.states:
+                return batch.states.take(contact_id)
+            batch.writes.flush(uow)  # the state read next must see what the batch wrote
         return self.contact_state(uow, contact_id)
 
-    def write(
-        self,
-        uow: UnitOfWork,
-        decision: Decision,
-        now: datetime,
-        prefetched: Prefetched | None = None,
+    def _record(
+        self, uow: UnitOfWork, decision: Decision, now: datetime, batch: Batch | None
     ) -> int:
-        """Write one decision; returns how many new messages it queued. What `prefetched`
-        read ahead for the contacts it writes to is dropped: stale from now on."""
-        if prefetched is not None:
-            prefetched.forget(decision)
+        """`write`, or with a batch hold the writes for its flush (0: counted there)."""
+        if batch is None:
+            return self.write(uow, decision, now)
+        batch.hold(uow, decision)
+        self._noted(decision, now)
+        return 0
+
+    def write(self, uow: UnitOfWork, decision: Decision, now: datetime) -> int:
+        """Write one decision; returns how many new messages it queued."""
         if decision.contact is not None:
             uow.save_contact(decision.contact)
         if decision.runs:
             uow.save_runs(decision.runs)
-            for run in decision.runs:
-                if run.status is RunStatus.waiting and run.due_at is not None:
-                    self._lower_due_hint(run.due_at)
         if decision.trace:
             uow.add_trace(decision.trace)
         added = uow.add_messages(decision.messages) if decision.messages else 0
+        self._noted(decision, now)
+        return added
+
+    def _noted(self, decision: Decision, now: datetime) -> None:
+        """What follows a decision written (or held): the due hint, the observer."""
+        for run in decision.runs:
+            if run.status is RunStatus.waiting and run.due_at is not None:
+                self._lower_due_hint(run.due_at)
         if self.observer is not None:
             self.observer(now, decision)
-        return added
 
     # ----------------------------------------------------------------- virtual time
 

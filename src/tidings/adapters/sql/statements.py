@@ -261,14 +261,17 @@ class Queries:
             row: tuple[Any, ...] | None = cursor.fetchone()
         return row
 
-    def _driver_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run a statement (no RETURNING) once per row of values, as one driver executemany."""
+    def _driver_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run a statement (no RETURNING) once per row of values, as one driver executemany;
+        how many rows it inserted or changed in all (both drivers sum them)."""
         if not rows:
-            return
+            return 0
         parameters = [_converted(statement, values) for values in rows]
         cursor = self._driver_cursor()
         with self._driver_errors(statement, parameters):
             cursor.executemany(statement.sql, parameters)
+        changed: int = cursor.rowcount
+        return changed
 
     def _driver_cursor(self) -> Any:
         if self._cursor is None:
