@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -38,6 +39,10 @@ def sqlalchemy_processor(column: str, dialect: sa.Dialect) -> Any:
         datetime(2024, 5, 1, 9, 0, 0, 7, tzinfo=UTC),
         datetime(2024, 5, 1, 11, 30, 15, 123456, tzinfo=PARIS),
         datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 5, 1, 9, 0, tzinfo=ZoneInfo("UTC")),  # UTC, yet not the `UTC` object
+        datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Paris")),
         None,
     ],
 )

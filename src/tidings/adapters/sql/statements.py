@@ -89,18 +89,22 @@ class DriverStatement:
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """The driver's parameters for one row of column values."""
-        converted = tuple(
+        # A list comprehension: a generator into tuple() costs a frame switch per column.
+        converted = [
             values[key] if process is None else process(values[key])
             for key, process in zip(self.keys, self.processors, strict=True)
-        )
-        return converted if self.positional else dict(zip(self.keys, converted, strict=True))
+        ]
+        return tuple(converted) if self.positional else dict(zip(self.keys, converted, strict=True))
 
 
 def _sqlite_time(value: Any) -> str | None:
     """`UTCDateTime` on SQLite: naive UTC as SQLAlchemy's SQLite DATETIME text."""
     if value is None:
         return None
-    return str(as_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds"))
+    utc = value if value.tzinfo is UTC else as_utc(value)
+    # An aware time's ISO text ends with its offset (+00:00): the naive text is what precedes it.
+    text: str = utc.isoformat(" ", "microseconds")[:26]
+    return text
 
 
 def _json_encoder() -> Callable[[Any], str]:
@@ -171,7 +175,8 @@ def _sqlite_time_reader(dialect: Dialect) -> Callable[[Any], datetime | None]:
         if value is None:
             return None
         if isinstance(value, str) and len(value) == 26 and value[10] == " " and value[19] == ".":
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            # Read with its offset spelled out: several times quicker than replace(tzinfo=UTC).
+            return datetime.fromisoformat(value + "+00:00")
         converted: datetime | None = fallback(value)
         return converted
 
