@@ -13,7 +13,7 @@ from tidings.engine.core import Decision
 from tidings.model.runs import RunStatus
 from tidings.ports import Store, UnitOfWork
 from tidings.service.batches import Batch, PendingWrites
-from tidings.service.contact_states import read_states
+from tidings.service.contact_states import read_active_runs, read_states
 
 DECISIONS = [
     Decision(
@@ -103,3 +103,22 @@ def test_a_decision_s_contact_is_saved_at_once_and_its_state_read_ahead_dropped(
         assert uow.get_contact("contact-1") == changed
         assert "contact-1" not in batch.states
         assert "contact-2" in batch.states
+
+
+def test_active_runs_read_ahead_are_answered_until_a_decision_writes_to_their_contact(
+    store: Store,
+) -> None:
+    with store.transaction() as uow:
+        uow.save_runs([make_run(1), make_run(2, contact_id="contact-2")])
+    with store.transaction() as uow:
+        batch = Batch(
+            read_states(uow, [], lock=False, history=False),
+            read_active_runs(uow, ["contact-1", "contact-2", "contact-3"]),
+        )
+        assert [r.id for r in batch.runs_for_contact(uow, "contact-1")] == ["run-1"]
+        assert batch.runs_for_contact(uow, "contact-3") == []
+
+        batch.hold(uow, Decision(runs=[make_run(3)]))  # contact-1 again: read anew, after it
+        assert [r.id for r in batch.runs_for_contact(uow, "contact-1")] == ["run-1", "run-3"]
+        assert [r.id for r in batch.runs_for_contact(uow, "contact-2")] == ["run-2"]
+        assert "contact-2" in batch.active_runs and "contact-1" not in batch.active_runs

@@ -22,7 +22,7 @@ from tidings.model.messages import Message
 from tidings.model.runs import Run
 from tidings.model.trace import TraceEntry
 from tidings.ports import UnitOfWork
-from tidings.service.contact_states import Prefetched
+from tidings.service.contact_states import Prefetched, written_to
 
 
 class PendingWrites:
@@ -58,13 +58,29 @@ class PendingWrites:
 
 @dataclass
 class Batch:
-    """What the steps of one batch share."""
+    """What the steps of one batch share: states read ahead (each taken once), active runs
+    read ahead (asked any number of times), both dropped for a contact once written to."""
 
     states: Prefetched
+    active_runs: dict[str, list[Run]] = field(default_factory=dict)
     writes: PendingWrites = field(default_factory=PendingWrites)
 
     def hold(self, uow: UnitOfWork, decision: Decision) -> None:
         """Keep a decision's writes for the flush; what was read ahead for its contact is
         stale from now on."""
         self.states.forget(decision)
+        for contact_id in written_to(decision):
+            self.active_runs.pop(contact_id, None)
         self.writes.hold(uow, decision)
+
+    def runs_for_contact(self, uow: UnitOfWork, contact_id: str) -> list[Run]:
+        """The contact's active runs: as read ahead, else read now, after the batch's writes."""
+        runs = self.active_runs.get(contact_id)
+        if runs is None:
+            self.flush(uow)
+            runs = uow.runs_for_contact(contact_id)
+        return runs
+
+    def flush(self, uow: UnitOfWork) -> None:
+        """Write what the batch holds (before a read that could see it, and at its end)."""
+        self.writes.flush(uow)

@@ -17,6 +17,7 @@ from typing import cast
 
 from tidings.engine.core import ContactState, Decision
 from tidings.model.events import Event
+from tidings.model.runs import Run
 from tidings.ports import ContactStates, UnitOfWork
 
 _BULK_READS = ("lock_contacts", "get_contacts", "runs_of_contacts")
@@ -83,10 +84,26 @@ class Prefetched:
 
     def forget(self, decision: Decision) -> None:
         """Drop what was read ahead for any contact this decision writes to."""
-        if decision.contact is not None:
-            self._states.pop(decision.contact.id, None)
-        for run in decision.runs:
-            self._states.pop(run.contact_id, None)
+        for contact_id in written_to(decision):
+            self._states.pop(contact_id, None)
+
+
+def read_active_runs(uow: UnitOfWork, contact_ids: Collection[str]) -> dict[str, list[Run]]:
+    """`runs_for_contact` of each contact, in a few queries for all when the store offers them
+    (else nothing is read ahead)."""
+    bulk = _bulk_reads(uow)
+    if bulk is None or not contact_ids:
+        return {}
+    found = bulk.runs_of_contacts(sorted(set(contact_ids)))
+    return {contact_id: runs.active for contact_id, runs in found.items()}
+
+
+def written_to(decision: Decision) -> set[str]:
+    """The contacts a decision writes to: its contact's row, its runs' contacts."""
+    contacts = {run.contact_id for run in decision.runs}
+    if decision.contact is not None:
+        contacts.add(decision.contact.id)
+    return contacts
 
 
 def _bulk_reads(uow: UnitOfWork) -> ContactStates | None:

@@ -52,7 +52,7 @@ from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, Store, UnitOfWork
 from tidings.service.batches import Batch
-from tidings.service.contact_states import Prefetched, read_state, read_states
+from tidings.service.contact_states import Prefetched, read_active_runs, read_state, read_states
 from tidings.service.registry import WorkflowRegistry
 
 log = logging.getLogger(__name__)
@@ -116,14 +116,13 @@ class Processor:
                 names = self.event_names if events else frozenset()
                 current = {(w.id, w.version) for w in self.registry.current}
                 named = {e.contact_id for e in events if e.name in names and e.contact_id}
-                batch = Batch(self.contact_states(uow, named))
+                others = {e.contact_id for e in events if e.name not in names and e.contact_id}
+                batch = Batch(self.contact_states(uow, named), read_active_runs(uow, others))
                 for event in events:
-                    if event.name not in names:
-                        batch.writes.flush(uow)  # the runs read next may be the batch's
-                        if not _older_runs(uow, event, current):
-                            continue  # no workflow reacts to it: it stays in the history only
+                    if event.name not in names and not _older_runs(uow, event, current, batch):
+                        continue  # no workflow reacts to it: it stays in the history only
                     self._apply_event(uow, event, self.clock.now(), batch)
-                batch.writes.flush(uow)
+                batch.flush(uow)
                 stats.messages = batch.writes.added
                 uow.mark_events_processed([e.seq for e in events if e.seq is not None])
                 return stats
@@ -215,7 +214,7 @@ class Processor:
                 decision = self._decide_timer(uow, run, now, batch)
                 if decision is not None and not decision.is_empty:
                     self._record(uow, decision, now, batch)
-            batch.writes.flush(uow)
+            batch.flush(uow)
             stats.messages = batch.writes.added
         return stats
 
@@ -262,7 +261,7 @@ class Processor:
         if batch is not None:
             if contact_id in batch.states:
                 return batch.states.take(contact_id)
-            batch.writes.flush(uow)  # the state read next must see what the batch wrote
+            batch.flush(uow)  # the state read next must see what the batch wrote
         return self.contact_state(uow, contact_id)
 
     def _record(
@@ -377,14 +376,14 @@ class Processor:
             self._due_hint = due
 
 
-def _older_runs(uow: UnitOfWork, event: Event, current: set[tuple[str, str]]) -> bool:
+def _older_runs(uow: UnitOfWork, event: Event, current: set[tuple[str, str]], batch: Batch) -> bool:
     """Whether the event's contact has runs on a version not in `current` (their exit goals or
     `wait_for`s may name events the current versions do not)."""
     if event.contact_id is None:
         return False
     return any(
         (run.workflow_id, run.workflow_version) not in current
-        for run in uow.runs_for_contact(event.contact_id)
+        for run in batch.runs_for_contact(uow, event.contact_id)
     )
 
 
