@@ -1,5 +1,6 @@
 """The hot inserts' own value converters on SQLite write exactly what SQLAlchemy's would, and
-refuse what SQLAlchemy would refuse."""
+refuse what SQLAlchemy would refuse; the batch reads' converters read back what SQLAlchemy
+reads, and a SELECT run on the driver's cursor gives SQLAlchemy's rows."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
 from tidings.adapters.sql.engine import create_engine
-from tidings.adapters.sql.statements import bind_processor
+from tidings.adapters.sql.statements import Queries, bind_processor, result_processor
 from tidings.adapters.sql.tables import events
 
 PARIS = timezone(timedelta(hours=2))
@@ -37,6 +39,10 @@ def sqlalchemy_processor(column: str, dialect: sa.Dialect) -> Any:
         datetime(2024, 5, 1, 9, 0, 0, 7, tzinfo=UTC),
         datetime(2024, 5, 1, 11, 30, 15, 123456, tzinfo=PARIS),
         datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 5, 1, 9, 0, tzinfo=ZoneInfo("UTC")),  # UTC, yet not the `UTC` object
+        datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Paris")),
         None,
     ],
 )
@@ -90,3 +96,77 @@ def test_other_columns_keep_sqlalchemy_converters(dialect: sa.Dialect) -> None:
     theirs = sqlalchemy_processor("processed", dialect)
     assert (ours(True) if ours else True) == (theirs(True) if theirs else True)
     assert bind_processor(events.c["name"], dialect) is None
+
+
+def sqlalchemy_reader(column: str, dialect: sa.Dialect) -> Any:
+    return events.c[column].type.dialect_impl(dialect).result_processor(dialect, None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01 09:00:00.000000",  # as the store writes every time
+        "2024-05-01 09:00:00.000007",
+        "0999-01-02 03:04:05.123456",
+        "2024-05-01 09:00:00.5",  # other forms (written by hand): SQLAlchemy's own reading
+        "2024-05-01 09:00:00",
+        "2024-05-01T09:00:00.123456",
+        "2024-05-01",
+        None,
+    ],
+)
+def test_times_are_read_as_sqlalchemy_reads_them(dialect: sa.Dialect, text: str | None) -> None:
+    ours = result_processor(events.c["occurred_at"].type, dialect)
+    theirs = sqlalchemy_reader("occurred_at", dialect)
+    assert ours is not None and theirs is not None
+    assert ours(text) == theirs(text)
+    if text is not None:
+        assert ours(text).tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"cart_id":"c-1","total":42.5,"n":3,"ok":true,"none":null}', '{"sku":"🛒"}', "[]", "null"],
+)
+def test_json_is_read_as_sqlalchemy_reads_it(dialect: sa.Dialect, text: str) -> None:
+    ours = result_processor(events.c["properties"].type, dialect)
+    theirs = sqlalchemy_reader("properties", dialect)
+    assert ours is not None and theirs is not None
+    assert ours(text) == theirs(text)
+    assert ours(None) == theirs(None)
+
+
+def test_a_select_on_the_driver_gives_sqlalchemy_s_rows(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    table = sa.Table(
+        "t",
+        sa.MetaData(),
+        sa.Column("id", sa.Text(), primary_key=True),
+        sa.Column("at", events.c["occurred_at"].type),
+        sa.Column("data", events.c["properties"].type),
+        sa.Column("n", sa.Integer()),
+    )
+    rows = [
+        {"id": "a", "at": datetime(2024, 5, 1, 9, 0, 0, 7, tzinfo=UTC), "data": {"x": 1}, "n": 1},
+        {"id": "b", "at": datetime(2024, 5, 2, tzinfo=PARIS), "data": None, "n": None},
+        {"id": "c", "at": None, "data": {"é": [1.5, None]}, "n": 3},
+    ]
+    select = (
+        sa.select(table, sa.literal("x").label("extra"))
+        .where(
+            table.c.id.in_(sa.bindparam("ids", expanding=True)),
+            table.c.at <= sa.bindparam("until", type_=events.c["occurred_at"].type),
+        )
+        .order_by(table.c.id)
+    )
+    values = {"ids": ["a", "b", "missing"], "until": datetime(2024, 5, 2, tzinfo=UTC)}
+    try:
+        with engine.begin() as connection:
+            table.create(connection)
+            connection.execute(table.insert(), rows)
+            theirs = [dict(row) for row in connection.execute(select, values).mappings()]
+            ours = list(Queries(connection)._select_rows(select, values))
+    finally:
+        engine.dispose()
+    assert [row["id"] for row in ours] == ["a", "b"]
+    assert ours == theirs

@@ -226,3 +226,52 @@ def test_a_locked_contact_holds_other_workers_until_its_transaction_ends(
         order.append("first commits")
     thread.join(timeout=30)
     assert order == ["bob locked", "first commits", "ann locked by second"]
+
+
+@pytest.mark.postgres
+def test_contacts_locked_together_hold_a_worker_locking_one_of_them(
+    postgres_store: SqlStore, postgres_url: str
+) -> None:
+    order: list[str] = []
+    with postgres_store.transaction() as first:
+        first.lock_contacts(["cy", "ann", "bob", "ann"])
+
+        def second_worker() -> None:
+            with postgres_store.transaction() as second:
+                second.lock_contacts(["dee"])  # none of the first's: never waits
+                order.append("dee locked")
+                second.lock_contact("bob")
+                order.append("bob locked by second")
+
+        thread = threading.Thread(target=second_worker)
+        thread.start()
+        wait_until_a_session_waits_on_a_lock(postgres_url)
+        assert order == ["dee locked"]
+        order.append("first commits")
+    thread.join(timeout=30)
+    assert order == ["dee locked", "first commits", "bob locked by second"]
+
+
+@pytest.mark.postgres
+def test_workers_locking_overlapping_contacts_in_any_order_never_deadlock(
+    postgres_store: SqlStore,
+) -> None:
+    contacts = [f"contact-{n}" for n in range(40)]
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for round_ in range(20):
+                given = contacts[n::2] + contacts[::-1] if (n + round_) % 2 else contacts
+                with postgres_store.transaction() as uow:
+                    uow.lock_contacts(given)
+                    time.sleep(0.001)  # hold them while the others try
+        except BaseException as exc:  # a deadlock is a StoreError: reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

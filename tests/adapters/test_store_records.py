@@ -71,6 +71,22 @@ def test_time_filters_accept_any_offset(store: Store) -> None:
         assert uow.list_events(start=noon_in_paris + timedelta(microseconds=1))[1] == 0
 
 
+def test_a_contact_s_events_read_back_as_the_event_list_gives_them(store: Store) -> None:
+    # contact_events is read on the driver's cursor on SQLite, list_events through SQLAlchemy.
+    kept = [
+        make_event(1, properties={"cart": {"items": [1, 2.5, None]}, "é": "ü"}),
+        make_event(2, object={"id": "o-1"}, conflicts={EMAIL: "contact-9"}, source="api"),
+        make_event(3, name="order_completed", occurred_at=T0 - timedelta(days=400)),
+    ]
+    with store.transaction() as uow:
+        for event in kept:
+            uow.add_event(event.model_copy(update={"contact_id": "contact-1"}))
+    with store.transaction() as uow:
+        listed, _ = uow.list_events(contact_id="contact-1")
+        assert uow.contact_events("contact-1") == listed[::-1]
+        assert uow.contact_events("contact-1", names={"order_completed"}) == [listed[-1]]
+
+
 UNICODE_PROPERTIES = {
     "emoji": "🛒 cart 👩‍👩‍👧‍👦 🇫🇷",
     "rtl": "שלום עולם مرحبا",

@@ -170,3 +170,15 @@ def test_quiet_hours_end_when_now_is_in_the_window(
     start, stop = window
     assert quiet_hours_end(now, start, stop, PARIS) == end
     assert in_window(now, start, stop, PARIS) is (end is not None)
+    # Answers are kept per (instant, window, zone): the same instant in another zone is the same
+    # question, and asking again gives the same answer.
+    assert quiet_hours_end(now.astimezone(NEW_YORK), start, stop, PARIS) == end
+    assert quiet_hours_end(now, start, stop, PARIS) == end
+
+
+def test_quiet_hours_end_is_asked_anew_for_another_instant_window_or_zone() -> None:
+    now = utc(2025, 6, 2, 20, 0)  # 22:00 in Paris, 16:00 in New York
+    assert quiet_hours_end(now, time(21), time(8), PARIS) == utc(2025, 6, 3, 6, 0)
+    assert quiet_hours_end(now, time(21), time(8), NEW_YORK) is None
+    assert quiet_hours_end(now, time(23), time(8), PARIS) is None
+    assert quiet_hours_end(now + timedelta(hours=10), time(21), time(8), PARIS) is None

@@ -7,6 +7,7 @@ outbox rows are what a user of `explain` would expect — and running again chan
 from __future__ import annotations
 
 import textwrap
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -380,3 +381,89 @@ def test_an_event_only_an_older_version_names_still_reaches_its_runs(
     [run] = world.runs()
     assert (run.outcome, run.reason) == (Outcome.exited_goal, "bought")
     assert world.messages() == []
+
+
+# -- batches: a contact's state is read ahead for the whole batch, then again once written ---
+
+
+def test_an_order_in_the_batch_of_its_cart_ends_the_run_the_cart_started(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.contact()
+    world.contact("c2", "bob@example.com")
+    world.event("cart_updated", cart_id="K1", total=1)
+    world.event("cart_updated", "c2", cart_id="K9", total=1)
+    world.event("order_completed", cart_id="K1")  # must see the run the first event started
+
+    assert world.processor.process_events().events == 3
+    world.clock.advance(timedelta(hours=2))
+    world.processor.run_until_idle()
+
+    [run] = world.runs()
+    assert (run.outcome, run.reason) == (Outcome.exited_goal, "bought")
+    assert world.messages() == []
+    assert [m.subject for m in world.messages("c2")] == ["Your cart K9"]
+
+
+def test_two_timers_of_one_contact_in_one_batch_each_fire_once(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.contact()
+    world.contact("c2", "bob@example.com")
+    for contact_id, cart_id in (("c1", "K1"), ("c2", "K3"), ("c1", "K2")):
+        world.event("cart_updated", contact_id, cart_id=cart_id, total=1)
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(hours=1))
+
+    fired = world.processor.process_due()  # all three in one batch, c1's two among them
+
+    assert (fired.timers, fired.messages) == (3, 3)
+    assert world.processor.run_until_idle().timers == 0
+    for contact_id, carts in (("c1", ["K1", "K2"]), ("c2", ["K3"])):
+        runs = world.runs(contact_id)
+        assert [(r.key, r.outcome) for r in runs] == [(k, Outcome.finished) for k in carts]
+        assert [m.subject for m in world.messages(contact_id)] == [f"Your cart {k}" for k in carts]
+        sends = [e.run_id for e in world.trace(contact_id) if e.kind is TraceKind.send]
+        assert sorted(sends) == sorted(r.id for r in runs)
+
+
+def test_two_processors_sharing_a_store_fire_each_timer_once(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    contacts = [f"c{n}" for n in range(10)]
+    for n, contact_id in enumerate(contacts):
+        world.contact(contact_id, f"user{n}@example.com")
+        for cart_id in ("A", "B"):
+            world.event("cart_updated", contact_id, cart_id=f"{cart_id}{n}", total=1)
+    world.processor.run_until_idle()
+    world.clock.advance(timedelta(hours=1))
+    first = world.processor
+    second = Processor(first.store, first.registry, first.env, first.clock)
+    fired: list[int] = []
+    errors: list[BaseException] = []
+
+    def fire(processor: Processor) -> None:
+        processor.batch = 3  # several batches each, interleaved, a contact's two in any of them
+        try:
+            while (stats := processor.process_due()).timers:
+                fired.append(stats.timers)
+        except BaseException as exc:  # reported below: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fire, args=(p,)) for p in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert sum(fired) == 2 * len(contacts)
+    for contact_id in contacts:
+        runs = world.runs(contact_id)
+        assert [r.outcome for r in runs] == [Outcome.finished, Outcome.finished]
+        assert len(world.messages(contact_id)) == 2
+        sends = [e.run_id for e in world.trace(contact_id) if e.kind is TraceKind.send]
+        assert sorted(sends) == sorted(r.id for r in runs)

@@ -20,7 +20,7 @@ from tidings.model.events import Event, IdentifierKind
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Run, RunStatus
 from tidings.model.trace import TraceEntry
-from tidings.ports import RunCount
+from tidings.ports import ContactRuns, RunCount
 
 
 class MemoryStore:
@@ -75,10 +75,18 @@ class MemoryUnitOfWork:
     def lock_contact(self, contact_id: str) -> None:
         """Transactions are serialised by the store's lock already."""
 
+    def lock_contacts(self, contact_ids: Collection[str]) -> None:
+        """Transactions are serialised by the store's lock already."""
+
     def get_contact(self, contact_id: str) -> Contact | None:
         """One contact by id."""
         contact = self._s.contacts.get(contact_id)
         return records.out(contact) if contact else None
+
+    def get_contacts(self, contact_ids: Collection[str]) -> dict[str, Contact]:
+        """The contacts among these ids that exist, by id."""
+        found = {i: self._s.contacts[i] for i in contact_ids if i in self._s.contacts}
+        return {i: records.out(contact) for i, contact in found.items()}
 
     def save_contact(self, contact: Contact) -> None:
         """Insert or replace a contact and its identifiers; an identifier held by another
@@ -235,6 +243,10 @@ class MemoryUnitOfWork:
         for run in self.runs_for_contact(contact_id, active_only=False):
             latest[(run.workflow_id, run.key)] = run
         return sorted(latest.values(), key=lambda r: (r.started_at, r.id))
+
+    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
+        """`runs_for_contact` and `last_runs` of each id."""
+        return {i: ContactRuns(self.runs_for_contact(i), self.last_runs(i)) for i in contact_ids}
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first (then by id)."""

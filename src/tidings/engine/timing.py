@@ -19,6 +19,7 @@ Decisions, where authors could wonder:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -135,6 +136,9 @@ def in_window(now: datetime, start: time, end: time, zone: tzinfo) -> bool:
     return local >= start or local < end
 
 
+# A batch of timers due at one instant asks the same window for each of its messages: a pure
+# function of hashable values, so each answer is computed once (equal instants, equal answers).
+@functools.lru_cache(maxsize=1024)
 def quiet_hours_end(now: datetime, start: time, end: time, zone: tzinfo) -> datetime | None:
     """The end of the quiet-hours window `now` is in, or None when `now` is outside it."""
     if not in_window(now, start, end, zone):

@@ -4,7 +4,11 @@ Events are consumed from the durable log in order of receipt (`seq`); each event
 (runs advanced, trace, outbox messages, contact updates) commit in the same transaction that
 marks the event processed, so an event is applied exactly once even across crashes. Due timers
 are claimed from the runs table the same way. Each contact is locked (`lock_contact`) before
-its state is read, so two engine processes never advance one contact at once.
+its state is read, so two engine processes never advance one contact at once. A batch locks
+and reads the states of all its contacts at once (`tidings.service.contact_states`); a contact
+met again later in the batch is read again, after what the batch wrote for it. A batch's runs,
+trace and messages are written together when it ends (`tidings.service.batches`), and before
+any read that could see them.
 
 Late events (an `event_date` earlier than events already applied) are applied when they arrive:
 they end runs whose exit goal they reach as long as the goal event is dated at or after the
@@ -37,7 +41,7 @@ ends its run with Outcome.error rather than being claimed again forever.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -47,6 +51,8 @@ from tidings.model.events import Event
 from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, Store, UnitOfWork
+from tidings.service.batches import Batch
+from tidings.service.contact_states import Prefetched, read_active_runs, read_state, read_states
 from tidings.service.registry import WorkflowRegistry
 
 log = logging.getLogger(__name__)
@@ -109,10 +115,15 @@ class Processor:
                 stats = ProcessStats(events=len(events))
                 names = self.event_names if events else frozenset()
                 current = {(w.id, w.version) for w in self.registry.current}
+                named = {e.contact_id for e in events if e.name in names and e.contact_id}
+                others = {e.contact_id for e in events if e.name not in names and e.contact_id}
+                batch = Batch(self.contact_states(uow, named), read_active_runs(uow, others))
                 for event in events:
-                    if event.name not in names and not _older_runs(uow, event, current):
+                    if event.name not in names and not _older_runs(uow, event, current, batch):
                         continue  # no workflow reacts to it: it stays in the history only
-                    stats.messages += self._apply_event(uow, event, self.clock.now())
+                    self._apply_event(uow, event, self.clock.now(), batch)
+                batch.flush(uow)
+                stats.messages = batch.writes.added
                 uow.mark_events_processed([e.seq for e in events if e.seq is not None])
                 return stats
         except Exception:
@@ -144,14 +155,21 @@ class Processor:
             uow.mark_events_processed([event.seq or 0])
             uow.add_trace([_error_entry(event, exc, self.clock.now())])
 
-    def _apply_event(self, uow: UnitOfWork, event: Event, now: datetime) -> int:
-        decision = self._decide_event(uow, event, now)
-        return self.write(uow, decision, now) if decision is not None else 0
+    def _apply_event(
+        self, uow: UnitOfWork, event: Event, now: datetime, batch: Batch | None = None
+    ) -> int:
+        """Decide and write (`batch`: hold the writes, counted at its flush: 0 here)."""
+        decision = self._decide_event(uow, event, now, batch)
+        if decision is None:
+            return 0
+        return self._record(uow, decision, now, batch)
 
-    def _decide_event(self, uow: UnitOfWork, event: Event, now: datetime) -> Decision | None:
+    def _decide_event(
+        self, uow: UnitOfWork, event: Event, now: datetime, batch: Batch | None = None
+    ) -> Decision | None:
         if event.contact_id is None:
             return None
-        state = self.contact_state(uow, event.contact_id)
+        state = self._state(uow, event.contact_id, batch)
         if state is None:
             return None
         if not self.virtual_time:
@@ -189,19 +207,21 @@ class Processor:
         now = self.clock.now()
         stats = ProcessStats()
         with self.store.transaction() as uow:
-            for run in uow.claim_due_runs(now, self.batch):
+            claimed = uow.claim_due_runs(now, self.batch)
+            batch = Batch(self.contact_states(uow, {run.contact_id for run in claimed}))
+            for run in claimed:
                 stats.timers += 1
-                stats.messages += self._fire(uow, run, now)
+                decision = self._decide_timer(uow, run, now, batch)
+                if decision is not None and not decision.is_empty:
+                    self._record(uow, decision, now, batch)
+            batch.flush(uow)
+            stats.messages = batch.writes.added
         return stats
 
-    def _fire(self, uow: UnitOfWork, claimed: Run, now: datetime) -> int:
-        decision = self._decide_timer(uow, claimed, now)
-        if decision is None or decision.is_empty:
-            return 0
-        return self.write(uow, decision, now)
-
-    def _decide_timer(self, uow: UnitOfWork, claimed: Run, now: datetime) -> Decision | None:
-        state = self.contact_state(uow, claimed.contact_id)
+    def _decide_timer(
+        self, uow: UnitOfWork, claimed: Run, now: datetime, batch: Batch | None = None
+    ) -> Decision | None:
+        state = self._state(uow, claimed.contact_id, batch)
         if state is None:
             return None
         # The run as this transaction sees it (an earlier timer of the batch may have moved it).
@@ -229,21 +249,30 @@ class Processor:
     def contact_state(self, uow: UnitOfWork, contact_id: str) -> ContactState | None:
         """The contact's state as the core sees it, the contact locked first (None: no such
         contact)."""
-        if not self.virtual_time:
-            # Another engine process may hold this contact's event or timer: wait for it.
-            uow.lock_contact(contact_id)
-        contact = uow.get_contact(contact_id)
-        if contact is None:
-            return None
-        history: Sequence[Event] = ()
-        if self.registry.uses_history:
-            history = uow.contact_events(contact_id)
-        return ContactState(
-            contact=contact,
-            runs=uow.runs_for_contact(contact_id),
-            last_runs=uow.last_runs(contact_id),
-            history=history,
-        )
+        lock = not self.virtual_time
+        return read_state(uow, contact_id, lock=lock, history=self.registry.uses_history)
+
+    def contact_states(self, uow: UnitOfWork, contact_ids: Collection[str]) -> Prefetched:
+        """`contact_state` of each of a batch's contacts, read ahead together."""
+        lock = not self.virtual_time
+        return read_states(uow, contact_ids, lock=lock, history=self.registry.uses_history)
+
+    def _state(self, uow: UnitOfWork, contact_id: str, batch: Batch | None) -> ContactState | None:
+        if batch is not None:
+            if contact_id in batch.states:
+                return batch.states.take(contact_id)
+            batch.flush(uow)  # the state read next must see what the batch wrote
+        return self.contact_state(uow, contact_id)
+
+    def _record(
+        self, uow: UnitOfWork, decision: Decision, now: datetime, batch: Batch | None
+    ) -> int:
+        """`write`, or with a batch hold the writes for its flush (0: counted there)."""
+        if batch is None:
+            return self.write(uow, decision, now)
+        batch.hold(uow, decision)
+        self._noted(decision, now)
+        return 0
 
     def write(self, uow: UnitOfWork, decision: Decision, now: datetime) -> int:
         """Write one decision; returns how many new messages it queued."""
@@ -251,15 +280,19 @@ class Processor:
             uow.save_contact(decision.contact)
         if decision.runs:
             uow.save_runs(decision.runs)
-            for run in decision.runs:
-                if run.status is RunStatus.waiting and run.due_at is not None:
-                    self._lower_due_hint(run.due_at)
         if decision.trace:
             uow.add_trace(decision.trace)
         added = uow.add_messages(decision.messages) if decision.messages else 0
+        self._noted(decision, now)
+        return added
+
+    def _noted(self, decision: Decision, now: datetime) -> None:
+        """What follows a decision written (or held): the due hint, the observer."""
+        for run in decision.runs:
+            if run.status is RunStatus.waiting and run.due_at is not None:
+                self._lower_due_hint(run.due_at)
         if self.observer is not None:
             self.observer(now, decision)
-        return added
 
     # ----------------------------------------------------------------- virtual time
 
@@ -343,14 +376,14 @@ class Processor:
             self._due_hint = due
 
 
-def _older_runs(uow: UnitOfWork, event: Event, current: set[tuple[str, str]]) -> bool:
+def _older_runs(uow: UnitOfWork, event: Event, current: set[tuple[str, str]], batch: Batch) -> bool:
     """Whether the event's contact has runs on a version not in `current` (their exit goals or
     `wait_for`s may name events the current versions do not)."""
     if event.contact_id is None:
         return False
     return any(
         (run.workflow_id, run.workflow_version) not in current
-        for run in uow.runs_for_contact(event.contact_id)
+        for run in batch.runs_for_contact(uow, event.contact_id)
     )
 
 

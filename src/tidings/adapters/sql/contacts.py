@@ -17,6 +17,16 @@ from tidings.model.events import IdentifierKind
 _ci = contact_identifiers
 _contacts = contacts
 _LOCK_CONTACT = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:contact_id, 0))")
+# The same locks for many contacts, taken in the order of their lock keys: any two transactions
+# then take the keys they share in the same order, so neither waits for the other in a cycle
+# (ids sorted as text would not do: two ids may share a key). The ORDER BY in the subquery keeps
+# it from being flattened, so the locks are taken in that order.
+_LOCK_CONTACTS = sa.text(
+    "SELECT pg_advisory_xact_lock(lock_key) FROM ("
+    "SELECT DISTINCT hashtextextended(contact_id, 0) AS lock_key"
+    " FROM unnest(CAST(:contact_ids AS text[])) AS given(contact_id) ORDER BY lock_key"
+    ") AS lock_keys"
+)
 
 
 def _any_identifier(pairs: Collection[tuple[str, str]]) -> sa.ColumnElement[bool]:
@@ -103,10 +113,23 @@ class ContactQueries(Queries):
         if self._postgres:
             self._execute(_LOCK_CONTACT, {"contact_id": contact_id})
 
+    def lock_contacts(self, contact_ids: Collection[str]) -> None:
+        """`lock_contact` for each, in one statement, in the order of the lock keys."""
+        if self._postgres and contact_ids:
+            self._execute(_LOCK_CONTACTS, {"contact_ids": sorted(set(contact_ids))})
+
     def get_contact(self, contact_id: str) -> Contact | None:
         """One contact by id."""
         found = self._load(_by_id(self._postgres), {"contact_id": contact_id})
         return found[0] if found else None
+
+    def get_contacts(self, contact_ids: Collection[str]) -> dict[str, Contact]:
+        """The contacts among these ids that exist, by id (one query per chunk of ids)."""
+        found: dict[str, Contact] = {}
+        for part in chunks(sorted(set(contact_ids))):
+            rows = self._select_rows(_in_ids(self._postgres), {"ids": part})
+            found.update((c.id, c) for c in _contacts_of(rows))
+        return found
 
     def save_contact(self, contact: Contact) -> None:
         """Insert or replace a contact and its identifiers; an identifier held by another
@@ -188,11 +211,16 @@ class ContactQueries(Queries):
         self, stmt: sa.Select[tuple[object, ...]], values: Mapping[str, object]
     ) -> list[Contact]:
         """Contacts a `_load_statement` finds, with all their identifiers, oldest first."""
-        rows: dict[str, sa.RowMapping] = {}
-        identifiers: dict[str, dict[str, str]] = {}
-        for row in self._execute(stmt, dict(values)).mappings():
-            rows.setdefault(row["id"], row)
-            held = identifiers.setdefault(row["id"], {})
-            if row["id_kind"] is not None:
-                held[row["id_kind"]] = row["id_value"]
-        return [mapping.contact_from_row(rows[cid], identifiers[cid]) for cid in rows]
+        return _contacts_of(self._execute(stmt, dict(values)).mappings())
+
+
+def _contacts_of(rows: Iterable[mapping.RowValues]) -> list[Contact]:
+    """Contacts from `_load_statement` rows (one per identifier), in the rows' order."""
+    contact_rows: dict[str, mapping.RowValues] = {}
+    identifiers: dict[str, dict[str, str]] = {}
+    for row in rows:
+        contact_rows.setdefault(row["id"], row)
+        held = identifiers.setdefault(row["id"], {})
+        if row["id_kind"] is not None:
+            held[row["id_kind"]] = row["id_value"]
+    return [mapping.contact_from_row(contact_rows[cid], identifiers[cid]) for cid in contact_rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from tidings.adapters.clock import as_utc
 from tidings.adapters.sql import mapping
 from tidings.adapters.sql.statements import Queries, chunks, driver_statement, insert_ignoring
-from tidings.adapters.sql.tables import UNPROCESSED, events
+from tidings.adapters.sql.tables import UNPROCESSED, UTCDateTime, events
 from tidings.model.events import Event
 
 _e = events
@@ -46,6 +47,20 @@ def _window(
     if end is not None:
         where.append(_e.c.occurred_at <= end)
     return where
+
+
+# Read before the decision of every event that triggers a workflow with goals or `wait_for`s:
+# built once per set of filters given, with bound values, and read on the driver on SQLite.
+@functools.cache
+def _contact_events(names: bool, since: bool, until: bool) -> sa.Select[tuple[object, ...]]:
+    where = [_e.c.contact_id == sa.bindparam("contact_id", type_=sa.Text())]
+    if names:
+        where.append(_e.c.name.in_(sa.bindparam("names", expanding=True)))
+    if since:
+        where.append(_e.c.occurred_at >= sa.bindparam("since", type_=UTCDateTime()))
+    if until:
+        where.append(_e.c.occurred_at <= sa.bindparam("until", type_=UTCDateTime()))
+    return sa.select(_e).where(*where).order_by(_e.c.occurred_at, _e.c.seq)
 
 
 class EventQueries(Queries):
@@ -135,12 +150,10 @@ class EventQueries(Queries):
         until: datetime | None = None,
     ) -> list[Event]:
         """A contact's events by event time (then seq); `since` and `until` are inclusive."""
-        stmt = (
-            sa.select(_e)
-            .where(_e.c.contact_id == contact_id, *_window(names, since, until))
-            .order_by(_e.c.occurred_at, _e.c.seq)
-        )
-        return [mapping.event_from_row(row) for row in self._execute(stmt).mappings()]
+        stmt = _contact_events(names is not None, since is not None, until is not None)
+        values = {"contact_id": contact_id, "names": list(names or ()), "since": since}
+        values["until"] = until
+        return [mapping.event_from_row(row) for row in self._select_rows(stmt, values)]
 
     def list_events(
         self,

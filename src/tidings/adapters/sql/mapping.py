@@ -1,9 +1,10 @@
 """Rows to domain objects and back: the explicit boundary between SQL and the model.
 
 Writers produce plain dicts of column values (for bulk `insert().values` / executemany);
-readers take a SQLAlchemy `RowMapping`. Times are converted to UTC by the `UTCDateTime` column
-type, so both directions here deal only in shapes: enums to text, tuples and sets to JSON lists,
-bookkeeping columns (message `due_at`, `lease_until`) that the domain does not see.
+readers take column values by name (a SQLAlchemy `RowMapping`, or a driver row converted as
+SQLAlchemy would). Times are converted to UTC by the `UTCDateTime` column type, so both
+directions here deal only in shapes: enums to text, tuples and sets to JSON lists, bookkeeping
+columns (message `due_at`, `lease_until`) that the domain does not see.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping
-
 from tidings.model.contacts import Channel, Contact
 from tidings.model.events import Event, IdentifierKind
 from tidings.model.messages import Message, MessageStatus
@@ -21,6 +20,8 @@ from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
 
 Values = dict[str, Any]
+# A row read: a SQLAlchemy `RowMapping` (keyed by name or column) or a dict of converted values.
+RowValues = Mapping[Any, Any]
 _KIND_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
 
 
@@ -36,7 +37,7 @@ def contact_values(contact: Contact) -> Values:
     }
 
 
-def contact_from_row(row: RowMapping, identifiers: Mapping[str, str]) -> Contact:
+def contact_from_row(row: RowValues, identifiers: Mapping[str, str]) -> Contact:
     """A contact from its row and its (kind -> value) identifiers."""
     ordered = sorted(
         ((IdentifierKind(kind), value) for kind, value in identifiers.items()),
@@ -73,7 +74,7 @@ def event_values(event: Event, dedup_key: str | None, *, processed: bool = False
     }
 
 
-def event_from_row(row: RowMapping) -> Event:
+def event_from_row(row: RowValues) -> Event:
     """An event from its row."""
     return Event(
         id=row["id"],
@@ -115,7 +116,7 @@ def run_values(run: Run) -> Values:
     }
 
 
-def run_from_row(row: RowMapping) -> Run:
+def run_from_row(row: RowValues) -> Run:
     """A run from its row."""
     return Run(
         id=row["id"],
@@ -153,7 +154,7 @@ def trace_values(entry: TraceEntry) -> Values:
     }
 
 
-def trace_from_row(row: RowMapping) -> TraceEntry:
+def trace_from_row(row: RowValues) -> TraceEntry:
     """A trace entry from its row."""
     return TraceEntry(
         at=row["at"],
@@ -208,7 +209,7 @@ def message_values(message: Message) -> Values:
     }
 
 
-def message_from_row(row: RowMapping) -> Message:
+def message_from_row(row: RowValues) -> Message:
     """An outbox message from its row."""
     return Message(
         key=row["key"],

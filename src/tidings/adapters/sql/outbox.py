@@ -53,12 +53,11 @@ class OutboxQueries(Queries):
         if not messages:
             return 0
         rows = [mapping.message_values(m) for m in messages]
-        stmt = cast(sa.ClauseElement, self._ignoring(_m, "key", returning="key"))
+        stmt = cast(sa.ClauseElement, self._ignoring(_m, "key"))
         insert = driver_statement(self._conn.dialect, stmt, _m, tuple(rows[0]))
-        # RETURNING gives the key of a row actually inserted; a conflict returns nothing. One
-        # row at a time on the driver's cursor: a step queues one or two messages, and
-        # SQLAlchemy's executemany cost more than the inserts themselves.
-        return sum(self._driver_row(insert, row) is not None for row in rows)
+        # One executemany on the driver's cursor (a batch's messages come together); a row whose
+        # key exists changes nothing, so the rows changed are the new ones.
+        return self._driver_many(insert, rows)
 
     def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
         """Due pending messages (and `sending` ones whose lease expired), now marked sending.

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import Queries
-from tidings.adapters.sql.tables import WAITING, runs
+from tidings.adapters.sql.statements import Queries, chunks
+from tidings.adapters.sql.tables import WAITING, UTCDateTime, runs
 from tidings.model.runs import Run, RunStatus
-from tidings.ports import RunCount
+from tidings.ports import ContactRuns, RunCount
 
 _r = runs
 _ACTIVE = _r.c.status != sa.literal_column(f"'{RunStatus.finished.value}'")
@@ -35,21 +35,51 @@ def _runs_for_contact(postgres: bool, active_only: bool) -> sa.Select[tuple[obje
     )
 
 
-@functools.cache
-def _last_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
+def _ranked(postgres: bool, where: sa.ColumnElement[bool]) -> sa.Subquery:
+    """The runs matching `where`, each with `newest`: 1 for the newest (by start, then id) of
+    its contact, workflow and key."""
     newest = (
         sa.func.row_number()
         .over(
-            partition_by=(_r.c.workflow_id, _r.c.key),
+            partition_by=(_r.c.contact_id, _r.c.workflow_id, _r.c.key),
             order_by=(_r.c.started_at.desc(), _by_code_point(postgres, _r.c.id).desc()),
         )
         .label("newest")
     )
-    ranked = sa.select(_r, newest).where(_r.c.contact_id == _CONTACT).subquery()
+    return sa.select(_r, newest).where(where).subquery()
+
+
+@functools.cache
+def _last_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    ranked = _ranked(postgres, _r.c.contact_id == _CONTACT)
     return (
         sa.select(ranked)
         .where(ranked.c.newest == 1)
         .order_by(ranked.c.started_at, _by_code_point(postgres, ranked.c.id))
+    )
+
+
+# A batch's runs: of each contact in `ids`, the active runs and the newest of each (workflow,
+# key) together, each row read once (they are mostly the same rows).
+@functools.cache
+def _runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    ranked = _ranked(postgres, _r.c.contact_id.in_(sa.bindparam("ids", expanding=True)))
+    active = ranked.c.status != sa.literal_column(f"'{RunStatus.finished.value}'")
+    return (
+        sa.select(ranked)
+        .where(sa.or_(ranked.c.newest == 1, active))
+        .order_by(ranked.c.started_at, _by_code_point(postgres, ranked.c.id))
+    )
+
+
+@functools.cache
+def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    return (
+        sa.select(_r)
+        .where(WAITING, _r.c.due_at <= sa.bindparam("now", type_=UTCDateTime()))
+        .order_by(_r.c.due_at, _by_code_point(postgres, _r.c.id))
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+        .with_for_update(skip_locked=True)
     )
 
 
@@ -76,16 +106,23 @@ class RunQueries(Queries):
         rows = self._execute(_last_runs(self._postgres), {"contact_id": contact_id}).mappings()
         return [mapping.run_from_row(row) for row in rows]
 
+    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
+        """`runs_for_contact` and `last_runs` of each id, one query per chunk of ids."""
+        found = {contact_id: ContactRuns([], []) for contact_id in contact_ids}
+        for part in chunks(sorted(found)):
+            for row in self._select_rows(_runs_of_contacts(self._postgres), {"ids": part}):
+                run = mapping.run_from_row(row)  # frozen: one object in both lists
+                runs = found[run.contact_id]
+                if run.is_active:
+                    runs.active.append(run)
+                if row["newest"] == 1:
+                    runs.last.append(run)
+        return found
+
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
-        stmt = (
-            sa.select(_r)
-            .where(WAITING, _r.c.due_at <= now)
-            .order_by(_r.c.due_at, self._text_order(_r.c.id))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return [mapping.run_from_row(row) for row in self._execute(stmt).mappings()]
+        rows = self._select_rows(_due_runs(self._postgres), {"now": now, "limit": limit})
+        return [mapping.run_from_row(row) for row in rows]
 
     def next_due_at(self) -> datetime | None:
         """The earliest due time of any waiting run."""
