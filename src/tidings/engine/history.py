@@ -15,6 +15,7 @@ filters run here, over that one list, never as a store query per condition.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -38,8 +39,9 @@ class History:
             kept.append(event)
         if current is not None:
             kept.append(current)
-        self._events = sorted(kept, key=lambda e: e.occurred_at)
+        self._events = sorted(kept, key=_occurred_at)
         self._now = now
+        self._by_name: dict[str, list[Event]] | None = None  # made when first asked
 
     def events(
         self, name: str, *, since: Any = None, within: Any = None, where: Any = None
@@ -47,13 +49,22 @@ class History:
         """The events of this name in the window whose properties match `where`, oldest first."""
         earliest = _earliest(self._now, since, within)
         wanted = _wanted(where)
-        return [
-            e
-            for e in self._events
-            if e.name == name
-            and (earliest is None or e.occurred_at >= earliest)
-            and (not wanted or _matches(e.properties, wanted))
-        ]
+        named = self._named(name)
+        # By time already, so the window is a tail: find where it starts (a copy, either way).
+        start = 0 if earliest is None else bisect_left(named, earliest, key=_occurred_at)
+        if not wanted:
+            return named[start:]
+        return [e for e in named[start:] if _matches(e.properties, wanted)]
+
+    def _named(self, name: str) -> list[Event]:
+        """The events of one name, by time (a name that is not text is compared with each)."""
+        if not isinstance(name, str):
+            return [e for e in self._events if e.name == name]
+        if self._by_name is None:
+            self._by_name = {}
+            for event in self._events:
+                self._by_name.setdefault(event.name, []).append(event)
+        return self._by_name.get(name, [])
 
     def has_event(
         self, name: str, *, since: Any = None, within: Any = None, where: Any = None
@@ -114,9 +125,19 @@ def _wanted(where: Any) -> Mapping[str, Any]:
     return where
 
 
+def _occurred_at(event: Event) -> datetime:
+    return event.occurred_at
+
+
 def _matches(properties: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     """Whether every wanted property is present with an equal value."""
-    return all(k in properties and _same(properties[k], v) for k, v in wanted.items())
+    for key, expected in wanted.items():
+        if key not in properties:
+            return False
+        value = properties[key]
+        if not (value == expected or _same(value, expected)):
+            return False
+    return True
 
 
 def _same(value: Any, expected: Any) -> bool:
