@@ -135,3 +135,8 @@ def test_events_of_one_time_keep_their_order_and_the_current_one_comes_last() ->
 
 def test_an_event_name_that_is_not_text_matches_nothing() -> None:
     assert History(VIEWS, T0).count_events(["product_viewed"]) == 0  # type: ignore[arg-type]
+
+
+def test_where_with_a_key_that_is_not_text_is_refused() -> None:
+    with pytest.raises(ValueError, match="where: expected a mapping"):
+        History(VIEWS, T0).count_events("product_viewed", where={"product_id": 7, 1: 2})

@@ -120,9 +120,13 @@ def _wanted(where: Any) -> Mapping[str, Any]:
     """The property filter a history query was given (empty: no filter)."""
     if where is None:
         return {}
-    if not isinstance(where, Mapping) or not all(isinstance(k, str) for k in where):
-        raise ValueError(f"where: expected a mapping of property names to values, found {where!r}")
-    return where
+    if type(where) is dict or isinstance(where, Mapping):  # a {...} literal is a dict
+        for key in where:
+            if not isinstance(key, str):
+                break
+        else:
+            return where
+    raise ValueError(f"where: expected a mapping of property names to values, found {where!r}")
 
 
 def _occurred_at(event: Event) -> datetime:
