@@ -18,6 +18,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from tidings.model.durations import parse_duration
@@ -30,18 +31,21 @@ class History:
     def __init__(self, events: Sequence[Event], now: datetime, current: Event | None = None):
         seen: set[str] = set()
         kept: list[Event] = []
+        current_id = current.id if current is not None else None
         for event in events:
-            if event.id in seen or (event.occurred_at > now and event is not current):
+            event_id = event.id
+            if event_id in seen or (event.occurred_at > now and event is not current):
                 continue
-            if current is not None and event.id == current.id:
+            if current is not None and event_id == current_id:
                 continue
-            seen.add(event.id)
+            seen.add(event_id)
             kept.append(event)
         if current is not None:
             kept.append(current)
-        self._events = sorted(kept, key=_occurred_at)
+        kept.sort(key=_occurred_at)  # stable: events of one time keep their order
+        self._events = kept
         self._now = now
-        self._by_name: dict[str, list[Event]] | None = None  # made when first asked
+        self._by_name: dict[str, list[Event]] = {}  # the events of each name asked for
 
     def events(
         self, name: str, *, since: Any = None, within: Any = None, where: Any = None
@@ -54,17 +58,25 @@ class History:
         start = 0 if earliest is None else bisect_left(named, earliest, key=_occurred_at)
         if not wanted:
             return named[start:]
+        if len(wanted) == 1:  # the usual `where={"product_id": ...}`: _matches, inlined
+            [(key, expected)] = wanted.items()
+            return [
+                e
+                for e in named[start:]
+                if key in (properties := e.properties)
+                and ((value := properties[key]) == expected or _same(value, expected))
+            ]
         return [e for e in named[start:] if _matches(e.properties, wanted)]
 
     def _named(self, name: str) -> list[Event]:
-        """The events of one name, by time (a name that is not text is compared with each)."""
-        if not isinstance(name, str):
+        """The events of one name, by time; kept for the next query of that name (most
+        decisions ask one, so only names asked for are sorted out)."""
+        if not isinstance(name, str):  # may not hash, and equals no name anyway
             return [e for e in self._events if e.name == name]
-        if self._by_name is None:
-            self._by_name = {}
-            for event in self._events:
-                self._by_name.setdefault(event.name, []).append(event)
-        return self._by_name.get(name, [])
+        found = self._by_name.get(name)
+        if found is None:
+            found = self._by_name[name] = [e for e in self._events if e.name == name]
+        return found
 
     def has_event(
         self, name: str, *, since: Any = None, within: Any = None, where: Any = None
@@ -129,8 +141,7 @@ def _wanted(where: Any) -> Mapping[str, Any]:
     raise ValueError(f"where: expected a mapping of property names to values, found {where!r}")
 
 
-def _occurred_at(event: Event) -> datetime:
-    return event.occurred_at
+_occurred_at: Callable[[Event], datetime] = attrgetter("occurred_at")
 
 
 def _matches(properties: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
