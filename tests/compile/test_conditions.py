@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tidings.compile.conditions import HISTORY_FUNCTIONS, compile_condition
+from tidings.compile.conditions import HISTORY_FUNCTIONS, _environment, compile_condition
 from tidings.errors import ConditionError, StoreError
 
 NOW = datetime(2025, 3, 5, 18, 0, tzinfo=UTC)
@@ -225,3 +225,35 @@ def test_our_own_errors_from_a_helper_pass_through_unchanged() -> None:
     condition = compile_condition("has_event('x')")
     with pytest.raises(StoreError, match="the store is down"):
         condition.evaluate(make_context(has_event=has_event))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "event.properties.total * 2",
+        "range(3) | list",  # a global of the sandbox
+        "namespace(n=1).n + 1",  # one of Jinja's own
+        "cycler(1, 2).next()",
+        "[params.total, contact.COUNTRY, now]",
+        "event.properties.missing is undefined",
+        "count_events('cart_updated', within=run.started_at - now)",
+    ],
+)
+def test_a_condition_has_the_value_jinja_gives_the_same_expression(source: str) -> None:
+    # Compiled our way (flat globals, no TemplateExpression); Jinja's own way is the reference.
+    reference = _environment().compile_expression(source, undefined_to_none=False)
+    assert compile_condition(source).value(make_context()) == reference(make_context())
+
+
+def test_a_context_name_hides_a_global_of_the_same_name() -> None:
+    condition = compile_condition("range(2) | list")
+    assert condition.value(make_context()) == [0, 1]
+    assert condition.value(make_context(range=lambda n: ["mine"] * n)) == ["mine", "mine"]
+
+
+def test_an_evaluation_leaves_nothing_behind_for_the_next() -> None:
+    condition = compile_condition("event.properties.total > 10")
+    assert condition.evaluate(make_context()) is True
+    low = make_context(event={"properties": {"total": 1}})
+    assert condition.evaluate(low) is False
+    assert condition.evaluate(make_context()) is True

@@ -106,3 +106,37 @@ def test_last_event_takes_the_same_filters() -> None:
 def test_where_that_is_not_a_mapping_is_refused() -> None:
     with pytest.raises(ValueError, match="where: expected a mapping"):
         History(VIEWS, T0).count_events("product_viewed", where=["product_id", 7])
+
+
+def test_queries_one_after_another_each_see_the_whole_history() -> None:
+    history = History([*VIEWS, *PAST], T0)
+    first = history.events("product_viewed", within="1d")
+    first.clear()  # an answer is the caller's own: changing it changes no later answer
+    assert history.count_events("product_viewed", within="1d") == 4
+    assert history.count_events("order_completed") == 2
+    assert history.count_events("product_viewed", within="1d", where={"product_id": 7}) == 3
+    assert history.count_events("product_viewed") == 5
+    assert history.count_events("product_viewed", since=T0 - timedelta(minutes=30)) == 2
+
+
+def test_events_of_one_time_keep_their_order_and_the_current_one_comes_last() -> None:
+    same = [make_event("product_viewed", T0, id=f"v{n}", n=n) for n in range(3)]
+    current = make_event("product_viewed", T0, id="now", n=9)
+    history = History([same[2], current, same[0], same[1]], T0, current)
+    assert [e.id for e in history.events("product_viewed", within="0s")] == [
+        "v2",
+        "v0",
+        "v1",
+        "now",
+    ]
+    last = history.last_event("product_viewed", since=T0)
+    assert last is not None and last["id"] == "now"
+
+
+def test_an_event_name_that_is_not_text_matches_nothing() -> None:
+    assert History(VIEWS, T0).count_events(["product_viewed"]) == 0  # type: ignore[arg-type]
+
+
+def test_where_with_a_key_that_is_not_text_is_refused() -> None:
+    with pytest.raises(ValueError, match="where: expected a mapping"):
+        History(VIEWS, T0).count_events("product_viewed", where={"product_id": 7, 1: 2})

@@ -35,6 +35,22 @@ def test_bad_durations_say_what_was_expected(text: object) -> None:
         parse_duration(text)  # type: ignore[arg-type]
 
 
+def test_a_duration_text_read_again_gives_the_same_and_a_bad_one_fails_every_time() -> None:
+    # Texts are remembered once parsed (conditions ask for the same few per event).
+    assert [parse_duration(" 2d ") for _ in range(3)] == [timedelta(days=2)] * 3
+    assert parse_duration("-2d") == timedelta(days=-2)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="found '2x'"):
+            parse_duration("2x")
+
+
+def test_a_duration_that_is_not_text_fails_as_before() -> None:
+    with pytest.raises(AttributeError):
+        parse_duration(None)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        parse_duration(["1d"])  # type: ignore[arg-type]
+
+
 def test_durations_format_back_compactly() -> None:
     assert [format_duration(parse_duration(t)) for t in ("1h30m", "-24h", "0s", "P1W")] == [
         "1h30m",

@@ -141,6 +141,14 @@ def totals(**overrides: Any) -> Totals:
 )
 def test_reasons_group_without_ids_keys_or_times(kind: TraceKind, text: str, reason: str) -> None:
     assert reason_of(kind, "cart", text) == reason
+    assert reason_of(kind, "cart", text) == reason  # asked again (it is remembered): the same
+
+
+def test_a_remembered_reason_is_the_one_of_its_own_kind_and_workflow() -> None:
+    text = "visited did not start cart: in cooldown"
+    assert reason_of(TraceKind.trigger_skipped, "cart", text) == "not started: in cooldown"
+    assert reason_of(TraceKind.skip, "cart", text) == text
+    assert reason_of(TraceKind.trigger_skipped, "back", text) == text
 
 
 def test_runs_are_counted_when_they_start_and_when_they_end_by_outcome(

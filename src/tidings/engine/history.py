@@ -15,8 +15,10 @@ filters run here, over that one list, never as a store query per condition.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from tidings.model.durations import parse_duration
@@ -29,17 +31,21 @@ class History:
     def __init__(self, events: Sequence[Event], now: datetime, current: Event | None = None):
         seen: set[str] = set()
         kept: list[Event] = []
+        current_id = current.id if current is not None else None
         for event in events:
-            if event.id in seen or (event.occurred_at > now and event is not current):
+            event_id = event.id
+            if event_id in seen or (event.occurred_at > now and event is not current):
                 continue
-            if current is not None and event.id == current.id:
+            if current is not None and event_id == current_id:
                 continue
-            seen.add(event.id)
+            seen.add(event_id)
             kept.append(event)
         if current is not None:
             kept.append(current)
-        self._events = sorted(kept, key=lambda e: e.occurred_at)
+        kept.sort(key=_occurred_at)  # stable: events of one time keep their order
+        self._events = kept
         self._now = now
+        self._by_name: dict[str, list[Event]] = {}  # the events of each name asked for
 
     def events(
         self, name: str, *, since: Any = None, within: Any = None, where: Any = None
@@ -47,13 +53,30 @@ class History:
         """The events of this name in the window whose properties match `where`, oldest first."""
         earliest = _earliest(self._now, since, within)
         wanted = _wanted(where)
-        return [
-            e
-            for e in self._events
-            if e.name == name
-            and (earliest is None or e.occurred_at >= earliest)
-            and (not wanted or _matches(e.properties, wanted))
-        ]
+        named = self._named(name)
+        # By time already, so the window is a tail: find where it starts (a copy, either way).
+        start = 0 if earliest is None else bisect_left(named, earliest, key=_occurred_at)
+        if not wanted:
+            return named[start:]
+        if len(wanted) == 1:  # the usual `where={"product_id": ...}`: _matches, inlined
+            [(key, expected)] = wanted.items()
+            return [
+                e
+                for e in named[start:]
+                if key in (properties := e.properties)
+                and ((value := properties[key]) == expected or _same(value, expected))
+            ]
+        return [e for e in named[start:] if _matches(e.properties, wanted)]
+
+    def _named(self, name: str) -> list[Event]:
+        """The events of one name, by time; kept for the next query of that name (most
+        decisions ask one, so only names asked for are sorted out)."""
+        if not isinstance(name, str):  # may not hash, and equals no name anyway
+            return [e for e in self._events if e.name == name]
+        found = self._by_name.get(name)
+        if found is None:
+            found = self._by_name[name] = [e for e in self._events if e.name == name]
+        return found
 
     def has_event(
         self, name: str, *, since: Any = None, within: Any = None, where: Any = None
@@ -109,14 +132,27 @@ def _wanted(where: Any) -> Mapping[str, Any]:
     """The property filter a history query was given (empty: no filter)."""
     if where is None:
         return {}
-    if not isinstance(where, Mapping) or not all(isinstance(k, str) for k in where):
-        raise ValueError(f"where: expected a mapping of property names to values, found {where!r}")
-    return where
+    if type(where) is dict or isinstance(where, Mapping):  # a {...} literal is a dict
+        for key in where:
+            if not isinstance(key, str):
+                break
+        else:
+            return where
+    raise ValueError(f"where: expected a mapping of property names to values, found {where!r}")
+
+
+_occurred_at: Callable[[Event], datetime] = attrgetter("occurred_at")
 
 
 def _matches(properties: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     """Whether every wanted property is present with an equal value."""
-    return all(k in properties and _same(properties[k], v) for k, v in wanted.items())
+    for key, expected in wanted.items():
+        if key not in properties:
+            return False
+        value = properties[key]
+        if not (value == expected or _same(value, expected)):
+            return False
+    return True
 
 
 def _same(value: Any, expected: Any) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
+from typing import Any
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _COMPACT = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -23,6 +25,19 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
         raise ValueError(f"expected {DURATION_HELP}, found {text!r}")
     if isinstance(text, int | float):
         return timedelta(seconds=text)
+    if isinstance(text, str):
+        return _parse_text(text)
+    return _parse_uncached(text)  # not text: fails as it always did (e.g. None has no strip)
+
+
+@lru_cache(maxsize=512)
+def _parse_text(text: str) -> timedelta:
+    """A duration from its text, remembered: conditions ask for the same few texts per event
+    (`within="1d"`), and a failure is not remembered, so it raises afresh each time."""
+    return _parse_uncached(text)
+
+
+def _parse_uncached(text: Any) -> timedelta:
     raw = text.strip()
     sign = 1
     if raw[:1] and raw[0] in "+-":

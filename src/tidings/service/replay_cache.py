@@ -5,8 +5,8 @@ contact's contact row, event history and runs are read once, then kept up to dat
 that go through the cache. Runs, contacts and trace entries are written behind, in bulk, when
 the chunk's transaction ends (`flush`); so are messages when the store was empty at the start
 (their keys are then known to be new), while events are written through (the store assigns their
-`seq`). Waiting runs are indexed in memory by
-due time, so firing timers reads nothing either.
+`seq`). On an empty store a contact's history is never read: it holds only what went through
+here. Waiting runs are indexed in memory by due time, so firing timers reads nothing either.
 
 This is only sound when nothing else writes to the store while the replay runs, which is what
 `simulate` guarantees (a temporary database, or one given to it alone). Every answer is the one
@@ -49,13 +49,17 @@ class ReplayCache:
     """The cached state; bind it to each transaction's unit of work with `bind`."""
 
     def __init__(self, *, fresh: bool = False, max_contacts: int = MAX_CONTACTS) -> None:
-        # fresh: the store held no contacts when the replay began (a database it created), so
-        # an identifier or contact id the cache never saw needs no query to be known absent.
+        # fresh: the store held no contacts and no events when the replay began (a database it
+        # created), so an identifier or contact id the cache never saw needs no query to be
+        # known absent, and a contact's history is only what this cache wrote of it.
         self.fresh = fresh
         self.max_contacts = max_contacts
         self.entries: OrderedDict[str, _Entry] = OrderedDict()
         self.known: set[str] = set()  # contact ids that exist in the store or will at the flush
         self.absent: set[str] = set()  # contact ids the store said it does not have
+        # Fresh store: contacts whose events the store holds (written through this cache). One
+        # outside it has no history; one in it whose entry the trim dropped is read again.
+        self.with_events: set[str] = set()
         self.owners: dict[tuple[IdentifierKind, str], str | None] = {}  # None: nobody
         self.dirty_contacts: dict[str, Contact] = {}
         self.dirty_runs: dict[str, Run] = {}
@@ -174,7 +178,11 @@ class CachedUnitOfWork:
         """Store an event (written through: the store assigns its seq)."""
         stored, is_new = self.uow.add_event(event, dedup_key=dedup_key, processed=processed)
         if is_new and stored.contact_id is not None:
-            history = self._entry(stored.contact_id).events
+            entry = self._entry(stored.contact_id)
+            if entry.events is None and self._history_is_empty(stored.contact_id):
+                entry.events = []  # its first event: the whole history is the cache's from now
+            self.cache.with_events.add(stored.contact_id)
+            history = entry.events
             if history is not None:
                 history.append(stored)
                 if len(history) > 1 and _event_order(history[-2]) > _event_order(stored):
@@ -200,7 +208,10 @@ class CachedUnitOfWork:
         """A contact's events by event time (then seq), filtered as the store filters."""
         entry = self._entry(contact_id)
         if entry.events is None:
-            entry.events = self.uow.contact_events(contact_id)
+            empty = self._history_is_empty(contact_id)
+            entry.events = [] if empty else self.uow.contact_events(contact_id)
+        if names is None and since is None and until is None:
+            return list(entry.events)
         return [
             e
             for e in entry.events
@@ -208,6 +219,10 @@ class CachedUnitOfWork:
             and (since is None or e.occurred_at >= since)
             and (until is None or e.occurred_at <= until)
         ]
+
+    def _history_is_empty(self, contact_id: str) -> bool:
+        """Whether the store surely holds no event of this contact (known without a query)."""
+        return self.cache.fresh and contact_id not in self.cache.with_events
 
     def list_events(
         self,

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from tidings.compile.loader import CompiledWorkflow
@@ -38,6 +39,7 @@ SAMPLES = 3
 SAMPLE_LINES = 4
 FIRST_PROBLEMS = 20
 SLOT = timedelta(minutes=5)  # resolution of the time series; buckets are whole slots
+_SLOT_S = SLOT.total_seconds()
 
 _RUN_ID = re.compile(r"\b[0-9a-f]{20}\b")
 _EVENT_ID = re.compile(r"\bL\d+-[0-9a-f]{12}\b|\b[0-9a-f]{32}\b")
@@ -153,6 +155,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
+@lru_cache(maxsize=4096)  # a replay gives the same few messages again and again
 def reason_of(kind: TraceKind, workflow_id: str, message: str) -> str:
     """A trace message as a reason that groups: no ids or times, no repeated workflow id."""
     if kind is TraceKind.trigger_skipped:
@@ -289,7 +292,7 @@ class ReportBuilder:
 
 
 def _slot(when: datetime) -> int:
-    return int(when.timestamp() // SLOT.total_seconds())
+    return int(when.timestamp() // _SLOT_S)
 
 
 def _ranked(counts: Counter[str]) -> dict[str, int]:
