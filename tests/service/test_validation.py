@@ -4,6 +4,7 @@ that names the refused field, and sizes are measured on the same compact JSON as
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -78,3 +79,47 @@ def test_identifiers_are_read_in_kind_order_and_unknown_ones_named() -> None:
         "ids: unknown identifier(s) 'email', 'zz'; expected one of contact_id, email_id, ext_id,"
         " landline_number_id, phone_id, whatsapp_id"
     )
+
+
+def parse_as_before(body: bytes) -> object:
+    """The reference: parse_json as it was, over `json.loads` itself."""
+    if not body.strip():
+        raise EventError("body", "empty body, expected a JSON object", code="missing_parameter")
+    try:
+        return json.loads(body, parse_constant=v._reject_constant, parse_float=v._finite_float)
+    except UnicodeDecodeError as exc:
+        raise EventError("body", f"not valid UTF-8 ({exc.reason})") from exc
+    except json.JSONDecodeError as exc:
+        raise EventError("body", f"malformed JSON: {exc.msg} at line {exc.lineno}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise EventError("body", f"malformed JSON: {exc}") from exc
+
+
+def outcome(parse: Callable[[bytes], object], body: bytes) -> object:
+    try:
+        return parse(body)
+    except EventError as exc:
+        return ("refused", exc.code, str(exc))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": [1, 2.5, "\\u00e9", null, true, -0.0, 12345678901234567890]}',
+        '{"a": "é"}'.encode("utf-16"),
+        '{"a": "é"}'.encode("utf-32-le"),
+        b'\xef\xbb\xbf{"a": 1}',
+        b'{"a": "\xff"}',
+        b'{"a": NaN}',
+        b'{"a": -Infinity}',
+        b'{"a": 1e999}',
+        b'{"a": "\\ud800"}',
+        b'{"a": 1',
+        b'{"a": 1} x',
+        b"[" * 100_000,
+        b"  ",
+        b"1" * 5000,
+    ],
+)
+def test_bodies_decode_as_json_loads_decodes_them(body: bytes) -> None:
+    assert outcome(v.parse_json, body) == outcome(parse_as_before, body)

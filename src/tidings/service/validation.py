@@ -54,11 +54,18 @@ def _finite_float(text: str) -> float:
     return number
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse_json(body: bytes, field_path: str = "body") -> Any:
     """Decode a request body; malformed JSON, NaN/Infinity and bad UTF-8 are refused."""
     if not body.strip():
         raise EventError(field_path, "empty body, expected a JSON object", code="missing_parameter")
     try:
+        # What `json.loads(body, parse_constant=..., parse_float=...)` does, without building
+        # a decoder per call: bytes decoded as their BOM or NUL pattern says, then parsed.
+        if isinstance(body, bytes | bytearray):
+            return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
         return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise EventError(field_path, f"not valid UTF-8 ({exc.reason})") from exc
