@@ -183,7 +183,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope.get("path", ""))
-        declared = content_length(scope["headers"])
+        declared = _content_length(scope["headers"])
         if declared is not None and declared > limit:
             await refuse_too_large(scope, receive, send, limit)
             return
@@ -237,7 +237,7 @@ async def refuse_too_large(
     await response(scope, receive, send)
 
 
-def content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     """The declared Content-Length (the first one), if it is a number."""
     for name, value in headers:
         if name == b"content-length":

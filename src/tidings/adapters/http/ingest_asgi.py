@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from tidings.adapters.http import MODE_HEADER
 from tidings.adapters.http.brevo import (
     answer_headers,
     batch_accepted,
@@ -39,6 +40,7 @@ from tidings.model.keys import KeyKind
 EVENT_PATH = "/v3/events"
 BATCH_PATH = "/v3/events/batch"
 _API_KEYS = (KeyKind.api,)
+_MODE_HEADER = MODE_HEADER.lower().encode("latin-1")  # ASGI header names are lower case
 
 
 @dataclass
@@ -66,7 +68,7 @@ def _read_headers(raw: list[tuple[bytes, bytes]]) -> _Headers:
             found.api_key = value.decode("latin-1")
         elif name == b"idempotency-key":
             found.idempotency_key = value.decode("latin-1")
-        elif name == b"x-tidings-mode":
+        elif name == _MODE_HEADER:
             found.mode = value.decode("latin-1")
         else:
             continue
