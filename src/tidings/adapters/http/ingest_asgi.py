@@ -103,13 +103,15 @@ class IngestRoutes:
 
     def __init__(self, deps: HttpDeps) -> None:
         self.deps = deps
+        # Read once, as the body-limit middleware in front of the FastAPI routes reads them.
+        self._event_limit = deps.limits.max_body_bytes
+        self._batch_limit = deps.limits.max_batch_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one POST to one of `PATHS`, as the FastAPI route and its middleware would."""
         path: str = scope["path"]
         batch = path == BATCH_PATH
-        limits = self.deps.limits
-        limit = limits.max_batch_body_bytes if batch else limits.max_body_bytes
+        limit = self._batch_limit if batch else self._event_limit
         headers = _read_headers(scope["headers"])
         if headers.content_length is not None and headers.content_length > limit:
             await refuse_too_large(scope, receive, send, limit)
