@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 
 from tidings.model.events import Event, IdentifierKind
@@ -51,3 +53,10 @@ def test_index_is_bounded() -> None:
     assert len(recent) == 3
     assert not recent.seen("d0", T0 + timedelta(seconds=5))
     assert recent.seen("d4", T0 + timedelta(seconds=5))
+
+
+def test_digest_is_the_sha256_of_the_canonical_json() -> None:
+    event = make_event("e1", T0, properties={"é": [1, 2.5, None], "a": {"z": True, "b": "x"}})
+    content = ["a", [["ext_id", "1"]], event.properties, {}, None, None, "api"]
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert content_digest(event) == hashlib.sha256(text.encode()).hexdigest()

@@ -35,6 +35,10 @@ from tidings.ports import ContactBatch, UnitOfWork
 _MAX_CONTACT_ID = 2**53 - 1
 _ID_ATTEMPTS = 16
 GENERAL = "*"  # the trace's workflow for entries about the contact itself (see explain)
+# Read per event and identifier: iterating the Enum and reading its members cost more than the
+# dictionary lookups they feed.
+_KIND_ORDER = tuple(IdentifierKind)
+_CONTACT_ID_KIND = IdentifierKind.contact_id
 
 
 def random_contact_id() -> str:
@@ -56,7 +60,7 @@ class Resolution:
 def owner_of(kind: IdentifierKind, value: str, contacts: Mapping[str, Contact]) -> Contact | None:
     """The contact holding this identifier, among those found."""
     for contact in contacts.values():
-        if kind is IdentifierKind.contact_id:
+        if kind is _CONTACT_ID_KIND:
             if contact.id == value:
                 return contact
         elif contact.identifiers.get(kind) == value:
@@ -74,7 +78,7 @@ def resolve(
     """Apply the resolution rule to an event, given the contacts its identifiers point at."""
     winner: Contact | None = None
     won_by: tuple[IdentifierKind, str] | None = None
-    for kind in IdentifierKind:
+    for kind in _KIND_ORDER:
         value = event.identifiers.get(kind)
         if value is not None and (winner := owner_of(kind, value, known)) is not None:
             won_by = (kind, value)
@@ -85,7 +89,7 @@ def resolve(
     identifiers = dict(winner.identifiers)
     conflicts: dict[IdentifierKind, str] = {}
     for kind, value in event.identifiers.items():
-        if kind is IdentifierKind.contact_id:
+        if kind is _CONTACT_ID_KIND:
             continue  # the id itself, never stored as an identifier
         owner = owner_of(kind, value, known)
         if owner is not None and owner.id != winner.id:
@@ -151,7 +155,7 @@ def check_contact_ids(book: ContactBook, events: Sequence[Event], *, batch: bool
     """Refuse events naming a `contact_id` that does not exist (ids are ours to give)."""
     missing: list[tuple[int, EventError]] = []
     for index, event in enumerate(events):
-        contact_id = event.identifiers.get(IdentifierKind.contact_id)
+        contact_id = event.identifiers.get(_CONTACT_ID_KIND)
         if contact_id is not None and not book.exists(contact_id):
             missing.append(
                 (index, EventError("identifiers.contact_id", f"no contact with id {contact_id}"))
@@ -166,7 +170,7 @@ def check_contact_ids(book: ContactBook, events: Sequence[Event], *, batch: bool
 def known_contacts(uow: UnitOfWork, event: Event) -> dict[str, Contact]:
     """The existing contacts this event's identifiers point at, by id."""
     found = {c.id: c for c in uow.find_contacts(_lookup_identifiers(event))}
-    contact_id = event.identifiers.get(IdentifierKind.contact_id)
+    contact_id = event.identifiers.get(_CONTACT_ID_KIND)
     if contact_id is not None and contact_id not in found:
         contact = uow.get_contact(contact_id)
         if contact is not None:
@@ -175,7 +179,7 @@ def known_contacts(uow: UnitOfWork, event: Event) -> dict[str, Contact]:
 
 
 def _lookup_identifiers(event: Event) -> dict[IdentifierKind, str]:
-    return {k: v for k, v in event.identifiers.items() if k is not IdentifierKind.contact_id}
+    return {k: v for k, v in event.identifiers.items() if k is not _CONTACT_ID_KIND}
 
 
 def unused_contact_id(uow: UnitOfWork, new_id: Callable[[], str]) -> Callable[[], str]:
@@ -269,12 +273,12 @@ class GroupContacts:
             (kind, value)
             for event in events
             for kind, value in event.identifiers.items()
-            if kind is not IdentifierKind.contact_id
+            if kind is not _CONTACT_ID_KIND
         }
         ids = {
             contact_id
             for event in events
-            if (contact_id := event.identifiers.get(IdentifierKind.contact_id)) is not None
+            if (contact_id := event.identifiers.get(_CONTACT_ID_KIND)) is not None
         }
         for contact in batch.find_contacts_many(pairs, ids) if pairs or ids else ():
             self._remember(contact)
@@ -284,7 +288,7 @@ class GroupContacts:
 
     def _may_create(self, event: Event) -> bool:
         return not any(
-            kind is IdentifierKind.contact_id or (kind, value) in self._owners
+            kind is _CONTACT_ID_KIND or (kind, value) in self._owners
             for kind, value in event.identifiers.items()
         )
 
@@ -317,7 +321,7 @@ class GroupContacts:
         """The existing contacts this event's identifiers point at, by id."""
         found: dict[str, Contact] = {}
         for kind, value in event.identifiers.items():
-            owner = value if kind is IdentifierKind.contact_id else self._owners.get((kind, value))
+            owner = value if kind is _CONTACT_ID_KIND else self._owners.get((kind, value))
             if owner is not None and (contact := self._contacts.get(owner)) is not None:
                 found[owner] = contact
         return found

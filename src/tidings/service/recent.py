@@ -19,6 +19,9 @@ from datetime import datetime, timedelta
 
 from tidings.model.events import Event
 
+# `json.dumps` with options builds an encoder per call; this one is built once, same text.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 def content_digest(event: Event) -> str:
     """The digest of what makes two events the same (not their ids or receipt time).
@@ -36,7 +39,7 @@ def content_digest(event: Event) -> str:
         event.occurred_at.isoformat() if dated else None,
         event.source,
     ]
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL_JSON.encode(content)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -24,6 +24,12 @@ EVENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_IDENTIFIER_CHARS = 255
 MAX_KEY_CHARS = 255
+# Iterating an Enum and reading `.value` cost more than the checks themselves, per event.
+_KINDS = tuple((kind, kind.value) for kind in IdentifierKind)
+_KNOWN_KINDS = frozenset(value for _, value in _KINDS)
+_KNOWN_KINDS_TEXT = ", ".join(sorted(_KNOWN_KINDS))
+# `json.dumps` with options builds an encoder per call; this one is built once, same output.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -48,11 +54,18 @@ def _finite_float(text: str) -> float:
     return number
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse_json(body: bytes, field_path: str = "body") -> Any:
     """Decode a request body; malformed JSON, NaN/Infinity and bad UTF-8 are refused."""
     if not body.strip():
         raise EventError(field_path, "empty body, expected a JSON object", code="missing_parameter")
     try:
+        # What `json.loads(body, parse_constant=..., parse_float=...)` does, without building
+        # a decoder per call: bytes decoded as their BOM or NUL pattern says, then parsed.
+        if isinstance(body, bytes | bytearray):
+            return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
         return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise EventError(field_path, f"not valid UTF-8 ({exc.reason})") from exc
@@ -115,19 +128,62 @@ def json_type(value: object) -> str:
     return type(value).__name__
 
 
-def check_tree(value: object, field_path: str, *, max_depth: int, depth: int = 1) -> None:
+def check_tree(value: object, field_path: str, *, max_depth: int) -> None:
     """Walk nested JSON: every key and string storable, nesting no deeper than `max_depth`."""
+    if not tree_is_clean(value, max_depth):
+        _walk_tree(value, field_path, max_depth=max_depth, depth=1)
+
+
+def _walk_tree(value: object, field_path: str, *, max_depth: int, depth: int) -> None:
+    """`check_tree` item by item, to name the first field it refuses."""
     if depth > max_depth:
         raise EventError(field_path, f"nested deeper than {max_depth} levels")
     if isinstance(value, dict):
         for key, item in value.items():
             check_text(key, f"{field_path}.{key}" if _printable(key) else field_path)
-            check_tree(item, f"{field_path}.{key}", max_depth=max_depth, depth=depth + 1)
+            _walk_tree(item, f"{field_path}.{key}", max_depth=max_depth, depth=depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            check_tree(item, f"{field_path}[{index}]", max_depth=max_depth, depth=depth + 1)
+            _walk_tree(item, f"{field_path}[{index}]", max_depth=max_depth, depth=depth + 1)
     elif isinstance(value, str):
         check_text(value, field_path)
+
+
+def tree_is_clean(value: object, max_depth: int) -> bool:
+    """Whether `check_tree` accepts this value, found without building a single field path:
+    level by level, each key and string checked in C. When it says no, `check_tree` names
+    the field."""
+    level = [value]
+    depth = 1
+    while level:
+        if depth > max_depth:
+            return False
+        below: list[object] = []
+        for item in level:
+            if isinstance(item, dict):
+                if not all(_clean_text(key) for key in item):
+                    return False
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+            elif isinstance(item, str) and not _clean_text(item):
+                return False
+        level = below
+        depth += 1
+    return True
+
+
+def _clean_text(text: object) -> bool:
+    """Whether `check_text` accepts this (anything but a string is left to it)."""
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _printable(key: str) -> bool:
@@ -140,7 +196,8 @@ def _printable(key: str) -> bool:
 
 def check_size(value: object, field_path: str, max_bytes: int) -> None:
     """Refuse a value whose compact JSON form is larger than `max_bytes` (UTF-8)."""
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    text = _COMPACT_JSON.encode(value)
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > max_bytes:
         raise EventError(field_path, f"{size} bytes, more than the {max_bytes // 1024} KB allowed")
 
@@ -185,19 +242,17 @@ def identifiers(value: object, field_path: str) -> dict[IdentifierKind, str]:
     if is_absent(value):
         raise EventError(field_path, "is required", code="missing_parameter")
     raw = expect_object(value, field_path)
-    known = {kind.value for kind in IdentifierKind}
-    unknown = sorted(key for key in raw if key not in known)
+    unknown = sorted(key for key in raw if key not in _KNOWN_KINDS)
     if unknown:
         names = ", ".join(repr(key) for key in unknown)
         raise EventError(
-            field_path,
-            f"unknown identifier(s) {names}; expected one of {', '.join(sorted(known))}",
+            field_path, f"unknown identifier(s) {names}; expected one of {_KNOWN_KINDS_TEXT}"
         )
     found: dict[IdentifierKind, str] = {}
-    for kind in IdentifierKind:
-        item = raw.get(kind.value)
+    for kind, name in _KINDS:
+        item = raw.get(name)
         if not is_absent(item):
-            found[kind] = identifier(kind, item, f"{field_path}.{kind.value}")
+            found[kind] = identifier(kind, item, f"{field_path}.{name}")
     if not found:
         raise EventError(
             field_path, "at least one identifier is required", code="missing_parameter"

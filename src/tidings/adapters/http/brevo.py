@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from tidings.adapters.http import HISTORY, MODE_HEADER, schemas
 from tidings.adapters.http.deps import (
+    HttpDeps,
     api_key_header,
     authorise_async,
     deps_of,
@@ -77,18 +78,10 @@ async def create_event(
     request: Request, key: ApiKeyDep, idempotency_key: IdempotencyKey = None, mode: Mode = None
 ) -> Response:
     """Store one event; 204 once it is committed."""
-    deps = deps_of(request)
     history = history_mode(mode)
     body = await request.body()
-    now = deps.clock.now()
-    event = brevo_event(parse_json(body), now=now, limits=deps.ingest.limits)
-    submission = deps.ingest.submission(
-        [event], key_id=key.id, body=body, idempotency_key=idempotency_key, history=history
-    )
-    outcome = await deps.ingest.ingest(submission)
-    if not history:  # history gives the engine nothing to do
-        ingested(deps, outcome)
-    return Response(status_code=204, headers=_answer_headers(request, history))
+    await store_event(deps_of(request), key, body, idempotency_key=idempotency_key, history=history)
+    return Response(status_code=204, headers=answer_headers(rate_headers(request), history))
 
 
 @router.post(
@@ -107,9 +100,35 @@ async def create_batch_events(
     request: Request, key: ApiKeyDep, idempotency_key: IdempotencyKey = None, mode: Mode = None
 ) -> Response:
     """Store up to 1000 events in one transaction; any invalid item refuses the whole batch."""
-    deps = deps_of(request)
     history = history_mode(mode)
     body = await request.body()
+    count = await store_batch(
+        deps_of(request), key, body, idempotency_key=idempotency_key, history=history
+    )
+    return batch_accepted(count, answer_headers(rate_headers(request), history))
+
+
+# The work of the two POST routes, shared with their lean twins in `ingest_asgi`, which serve
+# the same requests below FastAPI's request handling.
+
+
+async def store_event(
+    deps: HttpDeps, key: ApiKey, body: bytes, *, idempotency_key: str | None, history: bool
+) -> None:
+    """Validate one Brevo event body and return once it is committed."""
+    event = brevo_event(parse_json(body), now=deps.clock.now(), limits=deps.ingest.limits)
+    submission = deps.ingest.submission(
+        [event], key_id=key.id, body=body, idempotency_key=idempotency_key, history=history
+    )
+    outcome = await deps.ingest.ingest(submission)
+    if not history:  # history gives the engine nothing to do
+        ingested(deps, outcome)
+
+
+async def store_batch(
+    deps: HttpDeps, key: ApiKey, body: bytes, *, idempotency_key: str | None, history: bool
+) -> int:
+    """Validate a Brevo batch body, return how many events it held once they are committed."""
     now = deps.clock.now()
     limits = deps.ingest.limits
     # Decoding up to 10 MiB is CPU work: keep it off the event loop.
@@ -127,16 +146,19 @@ async def create_batch_events(
     outcome = await deps.ingest.ingest(submission)
     if not history:
         ingested(deps, outcome)
+    return len(events)
+
+
+def batch_accepted(count: int, headers: dict[str, str]) -> Response:
+    """The 202 of a stored batch."""
     return JSONResponse(
-        {"message": "Batch accepted", "count": len(events)},
-        status_code=202,
-        headers=_answer_headers(request, history),
+        {"message": "Batch accepted", "count": count}, status_code=202, headers=headers
     )
 
 
-def _answer_headers(request: Request, history: bool) -> dict[str, str]:
+def answer_headers(rate: dict[str, str], history: bool) -> dict[str, str]:
     """A success's headers: the rate limit, and the mode when it was history."""
-    headers = rate_headers(request)
+    headers = dict(rate)
     if history:
         headers[MODE_HEADER] = HISTORY
     return headers

@@ -78,40 +78,56 @@ def authorise(
     deps = deps_of(request)
     if not presented:
         raise ApiProblemError(401, "unauthorized", f"{header} header is missing")
-    return _admit(request, deps, deps.keys.check(presented, accepted), header)
+    key = deps.keys.check(presented, accepted)
+    return _remember(request, *admit(deps, key, header))
 
 
 async def authorise_async(
     request: Request, presented: str | None, accepted: Sequence[KeyKind], header: str
 ) -> ApiKey:
-    """`authorise` for the event loop: environment keys and cached lookups are decided here,
-    only a database lookup goes to a worker thread (a thread hop costs more than the check)."""
-    deps = deps_of(request)
+    """`authorise` for the event loop (see `authorised_key`)."""
+    return _remember(request, *await authorised_key(deps_of(request), presented, accepted, header))
+
+
+async def authorised_key(
+    deps: HttpDeps, presented: str | None, accepted: Sequence[KeyKind], header: str
+) -> tuple[ApiKey, dict[str, str]]:
+    """The calling key and its rate-limit headers, or 401 / 429. Environment keys and cached
+    lookups are decided here, only a database lookup goes to a worker thread (a thread hop
+    costs more than the check)."""
     if not presented:
         raise ApiProblemError(401, "unauthorized", f"{header} header is missing")
     decided, key = deps.keys.check_without_io(presented, accepted)
     if not decided:
         key = await run_in_threadpool(deps.keys.check, presented, accepted)
-    return _admit(request, deps, key, header)
+    return admit(deps, key, header)
 
 
-def _admit(request: Request, deps: HttpDeps, key: ApiKey | None, header: str) -> ApiKey:
+def admit(deps: HttpDeps, key: ApiKey | None, header: str) -> tuple[ApiKey, dict[str, str]]:
+    """The key, if it was found, and its rate-limit headers (empty without a limit); else
+    401, or 429 when the key's rate limit is reached."""
     if key is None:
         # Never echo the presented value: it may be a real key pasted in the wrong place.
         raise ApiProblemError(401, "unauthorized", f"Key not found: the {header} is not valid here")
+    if deps.rate_limiter is None:
+        return key, {}
+    allowance = deps.rate_limiter.take(key.id)
+    if not allowance.allowed:
+        log.info("rate limit reached for key %s", key.id)
+        raise ApiProblemError(
+            429,
+            "too_many_requests",
+            f"rate limit of {allowance.limit} requests per minute reached;"
+            f" retry in {allowance.retry_after_s}s",
+            headers=allowance.headers(),
+        )
+    return key, allowance.headers()
+
+
+def _remember(request: Request, key: ApiKey, headers: dict[str, str]) -> ApiKey:
     request.state.key_id = key.id
-    if deps.rate_limiter is not None:
-        allowance = deps.rate_limiter.take(key.id)
-        request.state.rate_headers = allowance.headers()
-        if not allowance.allowed:
-            log.info("rate limit reached for key %s", key.id)
-            raise ApiProblemError(
-                429,
-                "too_many_requests",
-                f"rate limit of {allowance.limit} requests per minute reached;"
-                f" retry in {allowance.retry_after_s}s",
-                headers=allowance.headers(),
-            )
+    if headers:
+        request.state.rate_headers = headers
     return key
 
 

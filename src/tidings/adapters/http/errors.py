@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -113,7 +113,16 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 
 async def _store(request: Request, exc: Exception) -> Response:
-    log.error("store failure on %s %s: %s", request.method, request.url.path, exc)
+    return store_failure_response(request.method, request.url.path, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_error_response(request.method, request.url.path)
+
+
+def store_failure_response(method: str, path: str, exc: Exception) -> Response:
+    """503: the store failed, the client may retry (logged without the request's body)."""
+    log.error("store failure on %s %s: %s", method, path, exc)
     return error_response(
         503,
         "service_unavailable",
@@ -122,8 +131,9 @@ async def _store(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+def unexpected_error_response(method: str, path: str) -> Response:
+    """500 for a bug; call from the `except` block, so the log carries the traceback."""
+    log.exception("unexpected error on %s %s", method, path)
     return error_response(500, "internal_error", "internal error")
 
 
@@ -137,8 +147,13 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-class _TooLargeError(Exception):
-    """Raised from `receive` when the streamed body passes the limit."""
+class BodyTooLargeError(Exception):
+    """Raised from `receive` when the streamed body passes the limit; `body_done` says
+    whether the client had sent all of it."""
+
+    def __init__(self, *, body_done: bool) -> None:
+        super().__init__("body too large")
+        self.body_done = body_done
 
 
 class BodyLimitMiddleware:
@@ -158,16 +173,19 @@ class BodyLimitMiddleware:
         self.max_batch_body_bytes = max_batch_body_bytes
         self.batch_paths = batch_paths
 
+    def limit_for(self, path: str) -> int:
+        """The most bytes a body sent to this path may have."""
+        return self.max_batch_body_bytes if path in self.batch_paths else self.max_body_bytes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Apply the limit to HTTP requests; pass everything else through."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        limit = self.max_batch_body_bytes if path in self.batch_paths else self.max_body_bytes
-        declared = _content_length(scope)
+        limit = self.limit_for(scope.get("path", ""))
+        declared = _content_length(scope["headers"])
         if declared is not None and declared > limit:
-            await self._refuse(scope, receive, send, limit)
+            await refuse_too_large(scope, receive, send, limit)
             return
         seen = 0
         started = False
@@ -180,7 +198,7 @@ class BodyLimitMiddleware:
                 seen += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
                 if seen > limit:
-                    raise _TooLargeError
+                    raise BodyTooLargeError(body_done=body_done)
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -191,34 +209,37 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _TooLargeError:
+        except BodyTooLargeError:
             if not started:
-                await self._refuse(scope, receive, send, limit, drain=not body_done)
-
-    async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, limit: int, *, drain: bool = True
-    ) -> None:
-        # Read (and drop) a bounded amount of what the client is still sending, so it gets to
-        # read our 413 instead of a connection reset in the middle of its upload.
-        drained = 0
-        while drain and drained <= 4 * limit:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            drained += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        response = error_response(
-            413,
-            "request_entity_too_large",
-            f"body: larger than the {limit} bytes allowed for {scope.get('path', '')}",
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
+                await refuse_too_large(scope, receive, send, limit, drain=not body_done)
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
+async def refuse_too_large(
+    scope: Scope, receive: Receive, send: Send, limit: int, *, drain: bool = True
+) -> None:
+    """Answer 413 for a body over `limit` (after draining a bounded part of the rest)."""
+    # Read (and drop) a bounded amount of what the client is still sending, so it gets to
+    # read our 413 instead of a connection reset in the middle of its upload.
+    drained = 0
+    while drain and drained <= 4 * limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    response = error_response(
+        413,
+        "request_entity_too_large",
+        f"body: larger than the {limit} bytes allowed for {scope.get('path', '')}",
+        headers={"Connection": "close"},
+    )
+    await response(scope, receive, send)
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The declared Content-Length (the first one), if it is a number."""
+    for name, value in headers:
         if name == b"content-length":
             try:
                 return int(value)
