@@ -82,6 +82,26 @@ def test_an_email_layout_reads_as_text() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ('<p>a<img alt="a/b" />b</p>', "a[a/b]b"),  # "/" inside quotes does not close the tag
+        ('<p>a<img alt="1 > 0"/>b</p>', "a[1 > 0]b"),  # nor does ">"
+        ("<p>x<br/ >y<br//>z</p>", "x\ny\nz"),
+        ("<a href=/cart/>cart</a>", "/cartcart"),  # "/>" ends the tag after an unquoted value
+        ("<p title='x/>'>quoted</p><p>next</p>", "quoted\n\nnext"),
+        # a quote never closed: no tag, the markup is text
+        (
+            '<p>a <a href="https://x.example/unclosed>never closed</p>',
+            'a <a href="https://x.example/unclosed>never closed',
+        ),
+        ("<p>a <img alt='it''s' src=x>b</p>", "a [it]b"),
+    ],
+)
+def test_start_tags_end_at_the_first_unquoted_close(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
 def test_nul_characters_in_data_cannot_fake_line_breaks() -> None:
     assert html_to_text("<p>a\x00Lb\x00Pc</p>") == "aLbPc"
 

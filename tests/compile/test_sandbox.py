@@ -141,3 +141,22 @@ def test_unknown_names_lists_typos_with_their_line() -> None:
         "{% for i in items %}{{ loop.index }}{{ i }}{% endfor %}\n{{ evnt.name }}"
     )
     assert unknown_names(tree, ["contact", "event"]) == [("items", 3), ("evnt", 4)]
+
+
+def test_a_template_reads_the_environment_globals_as_compiled() -> None:
+    env = make_environment()
+    template = env.from_string("{{ range(2) | list }} {{ extra }}", globals={"extra": "own"})
+    assert template.render() == "[0, 1] own"
+    # Globals are a snapshot taken when the template is compiled: make_environment completes
+    # them first, and each render is spared Jinja's copy of a ChainMap.
+    env.globals["extra"] = "changed later"
+    env.globals["late"] = 1
+    assert template.render() == "[0, 1] own"
+    assert "late" not in template.globals
+
+
+def test_a_template_global_cannot_reach_the_environment() -> None:
+    env = make_environment()
+    env.from_string("", globals={"extra": "own"})
+    assert "extra" not in env.globals
+    assert "lipsum" not in env.from_string("").globals

@@ -182,6 +182,20 @@ def test_quiet_hours_follow_the_contacts_zone(make_workflow, env) -> None:
     assert marketing.not_before == datetime(2025, 6, 3, 12, 0, tzinfo=UTC)  # 08:00 EDT
 
 
+def test_two_contacts_in_two_zones_are_deferred_each_to_their_own_morning(
+    make_workflow, env
+) -> None:
+    night = datetime(2025, 6, 3, 3, 0, tzinfo=UTC)  # 05:00 in Paris, 23:00 in New York
+    workflow = make_workflow(QUIET)
+    parisian = make_contact(timezone="Europe/Paris")
+    new_yorker = make_contact(timezone="America/New_York")
+    for _ in range(2):
+        in_paris, _ = start(workflow, env, contact=parisian, at=night).messages
+        in_new_york, _ = start(workflow, env, contact=new_yorker, at=night).messages
+        assert in_paris.not_before == datetime(2025, 6, 3, 6, 0, tzinfo=UTC)  # 08:00 CEST
+        assert in_new_york.not_before == datetime(2025, 6, 3, 12, 0, tzinfo=UTC)  # 08:00 EDT
+
+
 def test_typed_values_only_for_a_single_expression() -> None:
     assert typed_value("{{ x }}", "42") == 42
     assert typed_value("{{ x }}", "-3.5") == -3.5

@@ -94,3 +94,28 @@ def test_next_and_branch_paths_are_built_from_the_current_path() -> None:
     assert branch_path("2/on_timeout/1", "then") == "2/on_timeout/1/then/0"
     with pytest.raises(PositionError):
         branch_path("1", "maybe")
+
+
+def test_one_path_resolves_by_the_tree_it_is_read_in() -> None:
+    # Paths are parsed once and remembered; what they resolve to is still each tree's own.
+    short = Workflow.model_validate(
+        {
+            "id": "short",
+            "trigger": {"event": "go"},
+            "steps": [{"wait": "1h"}, {"if": "true", "then": [{"exit": "done"}]}],
+        }
+    ).steps
+    assert resolve(STEPS, "1/then/1") == "2"
+    assert resolve(short, "1/then/1") is None
+    assert isinstance(step_at(STEPS, "2"), WaitForStep)
+    with pytest.raises(PositionError):
+        step_at(short, "2")
+
+
+def test_a_malformed_path_is_refused_every_time_and_a_written_one_read_as_written() -> None:
+    for _ in range(2):
+        with pytest.raises(PositionError, match="malformed step path '1/then'"):
+            resolve(STEPS, "1/then")
+    assert resolve(STEPS, "01") == "1"  # indexes are numbers: the path is given back canonical
+    assert next_path("1/then/0") == "1/then/1"
+    assert next_path("1/then/0") == "1/then/1"

@@ -182,3 +182,25 @@ def test_quiet_hours_end_is_asked_anew_for_another_instant_window_or_zone() -> N
     assert quiet_hours_end(now, time(21), time(8), NEW_YORK) is None
     assert quiet_hours_end(now, time(23), time(8), PARIS) is None
     assert quiet_hours_end(now + timedelta(hours=10), time(21), time(8), PARIS) is None
+
+
+def test_a_local_time_is_read_in_its_own_zone_and_on_its_own_day() -> None:
+    # Local instants are remembered: each zone, day and time keeps its own answer.
+    for _ in range(2):
+        assert localize(date(2025, 3, 9), time(9, 0), PARIS) == utc(2025, 3, 9, 8, 0)
+        assert localize(date(2025, 3, 9), time(9, 0), NEW_YORK) == utc(2025, 3, 9, 13, 0)  # EDT
+        assert localize(date(2025, 3, 8), time(9, 0), NEW_YORK) == utc(2025, 3, 8, 14, 0)  # EST
+        assert localize(date(2025, 3, 8), time(10, 0), NEW_YORK) == utc(2025, 3, 8, 15, 0)
+    # A datetime given as the day counts by its date, and a time's own zone is not read.
+    late = datetime(2025, 3, 8, 23, 0, tzinfo=UTC)
+    assert localize(late, time(9, 0), NEW_YORK) == utc(2025, 3, 8, 14, 0)
+    aware = time(9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert localize(date(2025, 3, 8), aware, NEW_YORK) == utc(2025, 3, 8, 14, 0)
+
+
+def test_the_end_of_quiet_hours_is_each_zones_own() -> None:
+    now = utc(2025, 6, 3, 3, 0)  # 05:00 in Paris, 23:00 the day before in New York
+    for _ in range(2):
+        assert quiet_hours_end(now, time(21, 0), time(8, 0), PARIS) == utc(2025, 6, 3, 6, 0)
+        assert quiet_hours_end(now, time(21, 0), time(8, 0), NEW_YORK) == utc(2025, 6, 3, 12, 0)
+        assert quiet_hours_end(now, time(21, 0), time(7, 0), PARIS) == utc(2025, 6, 3, 5, 0)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import jinja2
@@ -101,6 +101,15 @@ class TidingsSandbox(ImmutableSandboxedEnvironment):
     """The sandbox with mapping-first attribute access and size limits on allocating operations."""
 
     intercepted_binops = frozenset({"*", "**", "%"})
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one flat dict: the environment's, then the template's own.
+
+        Jinja's default is a ChainMap over both, which Jinja copies into a dict (and a set) at
+        every render: a tenth of an email's rendering. The environment's globals are complete
+        before any template is compiled (`make_environment`), so a snapshot reads the same.
+        """
+        return {**self.globals, **(d or {})}
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """`obj.name` on a mapping reads the key `name` first (data beats dict methods)."""

@@ -76,6 +76,7 @@ class Draft:
         self.current = current  # the event being decided (None for a timer)
         self.history = History(state.history, now, current)
         self._runs: dict[str, Run] = {}
+        self._stored = frozenset(run.id for run in state.runs)
         self._messages: list[Message] = []
         self._trace: list[TraceEntry] = []
 
@@ -94,9 +95,11 @@ class Draft:
 
     def runs(self) -> list[Run]:
         """Every run this contact has as of now in this decision: stored ones, then new ones."""
-        known = [self._runs.get(run.id, run) for run in self.state.runs]
-        stored = {run.id for run in self.state.runs}
-        return known + [run for run_id, run in self._runs.items() if run_id not in stored]
+        changed = self._runs
+        if not changed:  # asked several times per decision, most often before any change
+            return list(self.state.runs)
+        known = [changed.get(run.id, run) for run in self.state.runs]
+        return known + [run for run_id, run in changed.items() if run_id not in self._stored]
 
     def active_runs(self, workflow_id: str | None = None, key: str | None = None) -> list[Run]:
         """Active runs, optionally of one workflow and key, oldest first."""
@@ -117,11 +120,13 @@ class Draft:
         ]
         return max(candidates, key=lambda run: run.started_at, default=None)
 
-    def oldest_queued(self, workflow_id: str, key: str) -> Run | None:
-        """The queued run of this workflow and key that should start next."""
-        queued = [
-            run for run in self.active_runs(workflow_id, key) if run.status is RunStatus.queued
-        ]
+    def next_queued(self, workflow_id: str, key: str) -> Run | None:
+        """The queued run of this workflow and key that should start now: the oldest, unless a
+        run of that key is still waiting (then none)."""
+        active = self.active_runs(workflow_id, key)
+        if any(run.status is RunStatus.waiting for run in active):
+            return None
+        queued = [run for run in active if run.status is RunStatus.queued]
         return min(queued, key=lambda run: (run.started_at, run.id), default=None)
 
     # ------------------------------------------------------------------ effects

@@ -13,26 +13,35 @@ run stored mid-way continues exactly where it stopped.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from tidings.model.workflow import IfStep, StepModel, WaitForStep
 
 BRANCHES = ("then", "else", "on_event", "on_timeout")
+
+PATH_CACHE = 4096
+"""Paths parsed and joined, remembered: a few per workflow step, bounded all the same."""
 
 
 class PositionError(ValueError):
     """A path that does not name a step of this workflow (e.g. written by another version)."""
 
 
-def _parse(path: str) -> tuple[list[int], list[str]]:
-    """Split a path into its step indexes and the branch names between them."""
+@lru_cache(maxsize=PATH_CACHE)
+def _parse(path: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Split a path into its step indexes and the branch names between them.
+
+    Remembered (a malformed path is not: it raises every time), since each step of every
+    decision parses its path several times.
+    """
     parts = path.split("/")
     if len(parts) % 2 != 1:
         raise PositionError(f"malformed step path {path!r}")
     try:
-        indexes = [int(p) for p in parts[0::2]]
+        indexes = tuple(int(p) for p in parts[0::2])
     except ValueError as exc:
         raise PositionError(f"malformed step path {path!r}") from exc
-    branches = parts[1::2]
+    branches = tuple(parts[1::2])
     if any(i < 0 for i in indexes) or any(b not in BRANCHES for b in branches):
         raise PositionError(f"malformed step path {path!r}")
     return indexes, branches
@@ -48,7 +57,7 @@ def branch_steps(step: StepModel, branch: str) -> Sequence[StepModel]:
 
 
 def _list_at(
-    steps: Sequence[StepModel], indexes: list[int], branches: list[str]
+    steps: Sequence[StepModel], indexes: tuple[int, ...], branches: tuple[str, ...]
 ) -> Sequence[StepModel]:
     """The list of steps that the last index of a path indexes into."""
     current = steps
@@ -81,16 +90,15 @@ def resolve(steps: Sequence[StepModel], path: str) -> str | None:
         if not branches:
             return None
         # The branch is done: continue after the step that owns it.
-        indexes = indexes[:-1]
+        indexes = (*indexes[:-2], indexes[-2] + 1)
         branches = branches[:-1]
-        indexes[-1] += 1
 
 
+@lru_cache(maxsize=PATH_CACHE)
 def next_path(path: str) -> str:
     """The path just after `path` in the same list (it may be past the end; see `resolve`)."""
     indexes, branches = _parse(path)
-    indexes[-1] += 1
-    return _join(indexes, branches)
+    return _join((*indexes[:-1], indexes[-1] + 1), branches)
 
 
 def branch_path(path: str, branch: str) -> str:
@@ -100,7 +108,8 @@ def branch_path(path: str, branch: str) -> str:
     return f"{path}/{branch}/0"
 
 
-def _join(indexes: list[int], branches: list[str]) -> str:
+@lru_cache(maxsize=PATH_CACHE)
+def _join(indexes: tuple[int, ...], branches: tuple[str, ...]) -> str:
     parts = [str(indexes[0])]
     for branch, index in zip(branches, indexes[1:], strict=True):
         parts += [branch, str(index)]

@@ -314,11 +314,7 @@ class Runner:
         )
 
     def _start_next_queued(self, finished: Run) -> None:
-        draft = self.draft
-        key, workflow_id = finished.key, finished.workflow_id
-        if any(r.status is RunStatus.waiting for r in draft.active_runs(workflow_id, key)):
-            return
-        queued = draft.oldest_queued(workflow_id, key)
+        queued = self.draft.next_queued(finished.workflow_id, finished.key)
         if queued is not None:
             self.start(queued)
 

@@ -28,6 +28,7 @@ from tidings.model.contacts import Contact
 from tidings.model.workflow import WEEKDAYS
 
 CONTACT_ZONE = "contact"
+_EVERY_DAY = frozenset(range(7))
 
 
 def zone_named(name: str | None) -> ZoneInfo | None:
@@ -53,7 +54,19 @@ def resolve_zone(name: str | None, contact: Contact, workflow_zone: str | None) 
 
 def localize(day: date, at: time, zone: tzinfo) -> datetime:
     """The instant (in UTC) of a local date and time, resolving DST gaps and folds."""
-    naive = datetime.combine(day, at.replace(tzinfo=None))
+    if type(day) is not date:  # a datetime is a date too: its date is what counts
+        day = date(day.year, day.month, day.day)
+    return _localized(day, at.replace(tzinfo=None), zone)
+
+
+LOCALIZED_CACHE = 1024
+"""Local (date, time, zone) instants remembered: a send in quiet hours and a `wait: until`
+ask for today's and tomorrow's end, the same for every contact in a zone."""
+
+
+@functools.lru_cache(maxsize=LOCALIZED_CACHE)
+def _localized(day: date, at: time, zone: tzinfo) -> datetime:
+    naive = datetime.combine(day, at)
     first = naive.replace(tzinfo=zone, fold=0)
     if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive:
         return first.astimezone(UTC)  # exists (fold=0 is the first of two if ambiguous)
@@ -81,7 +94,7 @@ def next_time_of_day(
     now: datetime, at: time, zone: tzinfo, weekdays: Collection[str] = ()
 ) -> datetime:
     """The first instant strictly after `now` when the local time in `zone` is `at`."""
-    allowed = {WEEKDAYS.index(day) for day in weekdays} if weekdays else set(range(7))
+    allowed = {WEEKDAYS.index(day) for day in weekdays} if weekdays else _EVERY_DAY
     today = now.astimezone(zone).date()
     # Eight days cover "later today" plus a full week of weekdays.
     for days_ahead in range(9):
