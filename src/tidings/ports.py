@@ -144,6 +144,33 @@ class EventLog(Protocol):
 
 
 @dataclass(frozen=True)
+class NumberedEvent:
+    """An event to store with the seq it carries (`add_event`'s other arguments alongside)."""
+
+    event: Event
+    dedup_key: str | None = None
+    processed: bool = False
+
+
+class EventNumbering(Protocol):
+    """Events written in bulk with the seqs the log itself would give them: a replay into a
+    fresh store, its only writer, holds a chunk's events and writes them in one statement at
+    the chunk's end instead of one INSERT per event. The SQLite and memory stores offer it; a
+    unit of work without it has its events written one at a time, with the same results."""
+
+    def next_event_seq(self) -> int | None:
+        """The seq `add_event` would give the next new event, when it is sure to number every
+        new event after it one by one (no number used up otherwise); None where it is not
+        known (PostgreSQL: a sequence, used up by conflicts and by rolled back inserts)."""
+        ...
+
+    def add_numbered_events(self, events: Sequence[NumberedEvent]) -> None:
+        """Insert events with their seqs, numbered on from `next_event_seq` one by one (the log
+        numbers on after them); a seq in use or a dedup key held refuses the call."""
+        ...
+
+
+@dataclass(frozen=True)
 class RunCount:
     """How many runs of a workflow are in one status at one step."""
 

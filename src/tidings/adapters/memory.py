@@ -20,7 +20,7 @@ from tidings.model.events import Event, IdentifierKind
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Run, RunStatus
 from tidings.model.trace import TraceEntry
-from tidings.ports import ContactRuns, RunCount
+from tidings.ports import ContactRuns, NumberedEvent, RunCount
 
 
 class MemoryStore:
@@ -138,6 +138,23 @@ class MemoryUnitOfWork:
         if processed:
             self.mark_events_processed([seq])
         return records.out(stored), True
+
+    def next_event_seq(self) -> int | None:
+        """Seqs are positions in the log: the next is always its length plus one."""
+        return len(self._s.events) + 1
+
+    def add_numbered_events(self, events: Sequence[NumberedEvent]) -> None:
+        """`add_event` for each, once every seq and dedup key is checked (nothing stored
+        otherwise, as a refused SQL insert)."""
+        keys = [n.dedup_key for n in events if n.dedup_key is not None]
+        held = [key for key in keys if key in self._s.dedup]
+        if held or len(set(keys)) < len(keys):
+            raise StoreError(f"events: dedup key already held: {(held or keys)[0]!r}")
+        for offset, numbered in enumerate(events, start=len(self._s.events) + 1):
+            if numbered.event.seq != offset:
+                raise StoreError(f"events: seq {numbered.event.seq} is not the next ({offset})")
+        for n in events:
+            self.add_event(n.event, dedup_key=n.dedup_key, processed=n.processed)
 
     def claim_events(self, limit: int) -> list[Event]:
         """Unprocessed events in seq order (transactions are serialised, so no lock is needed)."""

@@ -6,6 +6,7 @@ register it below with one line: `app.command("NAME")(NAME.NAME)`.
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated
 
 import typer
@@ -63,6 +64,19 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 
 
+def settle_gc() -> None:
+    """Collect less often: a command's work allocates many short-lived objects, few cycles."""
+    # What the imports built (modules, SQLAlchemy metadata, pydantic schemas: most of the heap)
+    # lives as long as the process: frozen, full collections stop scanning it. Done before any
+    # workflow is loaded, so a registry that SIGHUP replaces can still be collected.
+    gc.freeze()
+    # At the default 700 the young generation was collected every 700 net allocations and the
+    # whole heap every 70 of those: ~12 % of simulate's CPU, nearly all of it finding nothing.
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 50_000), gen1, gen2)
+
+
 def main() -> None:
-    """Entry point of the `tidings` console script."""
+    """Entry point of the `tidings` console script (the process is the command's own)."""
+    settle_gc()
     app()

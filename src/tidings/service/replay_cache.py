@@ -3,10 +3,11 @@
 Reading a contact's state from SQL for every event is what makes a replay slow; here each
 contact's contact row, event history and runs are read once, then kept up to date by the writes
 that go through the cache. Runs, contacts and trace entries are written behind, in bulk, when
-the chunk's transaction ends (`flush`); so are messages when the store was empty at the start
-(their keys are then known to be new), while events are written through (the store assigns their
-`seq`). On an empty store a contact's history is never read: it holds only what went through
-here. Waiting runs are indexed in memory by due time, so firing timers reads nothing either.
+the chunk's transaction ends (`flush`); so are messages and events when the store was empty at
+the start (their keys are then known to be new; events only where the store's numbering is
+known, `replay_events`), else events are written through (the store assigns their `seq`). On
+an empty store a contact's history is never read: it holds only what went through here.
+Waiting runs are indexed in memory by due time, so firing timers reads nothing either.
 
 This is only sound when nothing else writes to the store while the replay runs, which is what
 `simulate` guarantees (a temporary database, or one given to it alone). Every answer is the one
@@ -29,6 +30,7 @@ from tidings.model.messages import Message
 from tidings.model.runs import Run, RunStatus
 from tidings.model.trace import TraceEntry
 from tidings.ports import RunCount, UnitOfWork
+from tidings.service.replay_events import EventsBehind
 
 MAX_CONTACTS = 10_000  # a contact's history may be long: keep the active ones
 _FAR = datetime(9999, 1, 1, tzinfo=UTC)
@@ -67,6 +69,7 @@ class ReplayCache:
         self.messages: dict[str, Message] = {}  # fresh store only: new messages by key
         self.message_keys: set[str] = set()  # every key recorded by this replay
         self.waiting: dict[str, Run] | None = None  # waiting runs by id (None: not read)
+        self.new_events = EventsBehind(fresh=fresh)
         self.due: list[tuple[datetime, str]] = []  # heap; stale items skipped on the way
 
     def bind(self, uow: UnitOfWork) -> CachedUnitOfWork:
@@ -82,8 +85,9 @@ class CachedUnitOfWork:
         self.uow = uow
 
     def flush(self) -> None:
-        """Write what is pending (contacts, runs, trace), then trim the cache."""
+        """Write what is pending (events, contacts, runs, trace), then trim the cache."""
         c = self.cache
+        c.new_events.flush(self.uow)
         if c.dirty_contacts:
             save_many = getattr(self.uow, "save_contacts", None)  # ContactBatch, when offered
             if callable(save_many):
@@ -175,8 +179,8 @@ class CachedUnitOfWork:
     def add_event(
         self, event: Event, *, dedup_key: str | None = None, processed: bool = False
     ) -> tuple[Event, bool]:
-        """Store an event (written through: the store assigns its seq)."""
-        stored, is_new = self.uow.add_event(event, dedup_key=dedup_key, processed=processed)
+        """Store an event (held until the flush where its seq is known, else written through)."""
+        stored, is_new = self.cache.new_events.add_event(self.uow, event, dedup_key, processed)
         if is_new and stored.contact_id is not None:
             entry = self._entry(stored.contact_id)
             if entry.events is None and self._history_is_empty(stored.contact_id):
@@ -190,11 +194,13 @@ class CachedUnitOfWork:
         return stored, is_new
 
     def claim_events(self, limit: int) -> list[Event]:
-        """Unprocessed events (from the store)."""
+        """Unprocessed events (from the store, after writing what is held)."""
+        self.cache.new_events.flush(self.uow)
         return self.uow.claim_events(limit)
 
     def mark_events_processed(self, seqs: Sequence[int]) -> None:
-        """Mark events applied (written through)."""
+        """Mark events applied (written through, after the events held)."""
+        self.cache.new_events.flush(self.uow)
         self.uow.mark_events_processed(seqs)
 
     def contact_events(
@@ -208,8 +214,11 @@ class CachedUnitOfWork:
         """A contact's events by event time (then seq), filtered as the store filters."""
         entry = self._entry(contact_id)
         if entry.events is None:
-            empty = self._history_is_empty(contact_id)
-            entry.events = [] if empty else self.uow.contact_events(contact_id)
+            if self._history_is_empty(contact_id):
+                entry.events = []
+            else:
+                self.cache.new_events.flush(self.uow)
+                entry.events = self.uow.contact_events(contact_id)
         if names is None and since is None and until is None:
             return list(entry.events)
         return [
@@ -234,7 +243,8 @@ class CachedUnitOfWork:
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[Event], int]:
-        """A page of events (from the store)."""
+        """A page of events (from the store, after writing what is held)."""
+        self.cache.new_events.flush(self.uow)
         return self.uow.list_events(
             contact_id=contact_id, names=names, start=start, end=end, limit=limit, offset=offset
         )

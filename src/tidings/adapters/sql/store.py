@@ -22,6 +22,7 @@ from tidings.adapters.sql import mapping
 from tidings.adapters.sql.contacts import ContactQueries
 from tidings.adapters.sql.delivery_batch import DeliveryBatchQueries
 from tidings.adapters.sql.engine import create_engine, database_url
+from tidings.adapters.sql.event_rows import EventRowQueries
 from tidings.adapters.sql.events import EventQueries
 from tidings.adapters.sql.migrate import Migration, current_revision, upgrade
 from tidings.adapters.sql.outbox import OutboxQueries
@@ -34,7 +35,14 @@ _t = trace
 _wv = workflow_versions
 
 
-class SqlUnitOfWork(ContactQueries, EventQueries, RunQueries, OutboxQueries, DeliveryBatchQueries):
+class SqlUnitOfWork(
+    ContactQueries,
+    EventQueries,
+    EventRowQueries,
+    RunQueries,
+    OutboxQueries,
+    DeliveryBatchQueries,
+):
     """Everything the store offers, on one connection inside one transaction."""
 
     def add_trace(self, entries: Sequence[TraceEntry]) -> None:
