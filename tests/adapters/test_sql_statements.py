@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tidings.adapters.sql.driver import (
+    KEPT_EXPANSIONS,
     DriverSelect,
     bind_processor,
     driver_select,
@@ -240,3 +241,12 @@ def test_an_expanding_value_other_than_a_list_is_expanded_by_sqlalchemy(
     values: dict[str, Any] = {"ids": frozenset(["x"])}
     assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
     assert compiled.parameters(values)[1] == ("x",)
+
+
+def test_expansions_kept_are_bounded(dialect: sa.Dialect) -> None:
+    select = sa.select(events.c.id).where(events.c.id.in_(sa.bindparam("ids", expanding=True)))
+    compiled = driver_select(dialect, select)
+    for length in range(KEPT_EXPANSIONS + 10):
+        values: dict[str, Any] = {"ids": [f"id{i}" for i in range(length)]}
+        assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+    assert len(compiled._expansions) == KEPT_EXPANSIONS

@@ -150,6 +150,10 @@ def result_processor(
     return kind.dialect_impl(dialect).result_processor(dialect, None)
 
 
+# Expansions kept per SELECT: a group's lookups use a few lengths, chunks of a batch another.
+KEPT_EXPANSIONS = 256
+
+
 @dataclass(frozen=True)
 class _Place:
     """Where one positional parameter's value comes from: `values[name]`, its `index`-th item
@@ -208,7 +212,9 @@ class DriverSelect:
         expansion = self._expansions.get(key)
         if expansion is None:
             expansion = self._expansion(values, lengths)
-            self._expansions[key] = expansion
+            # Bounded (lists of up to a chunk's thousand values): past it, expanded each call.
+            if len(self._expansions) < KEPT_EXPANSIONS:
+                self._expansions[key] = expansion
         converted: list[Any] = []
         for place, process in zip(expansion.places, expansion.processors, strict=True):
             if place.name:
