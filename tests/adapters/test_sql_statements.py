@@ -250,3 +250,13 @@ def test_expansions_kept_are_bounded(dialect: sa.Dialect) -> None:
         values: dict[str, Any] = {"ids": [f"id{i}" for i in range(length)]}
         assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
     assert len(compiled._expansions) == KEPT_EXPANSIONS
+
+
+def test_tuple_in_lists_are_expanded_by_sqlalchemy(dialect: sa.Dialect) -> None:
+    pair = sa.tuple_(events.c.id, events.c.name)
+    select = sa.select(events.c.id).where(pair.in_(sa.bindparam("pairs", expanding=True)))
+    compiled = driver_select(dialect, select)
+    assert compiled.expanding == ()
+    values: dict[str, Any] = {"pairs": [("a", "x"), ("b", "y")]}
+    assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+    assert compiled.parameters(values)[1] == ("a", "x", "b", "y")

@@ -260,7 +260,10 @@ def driver_select(dialect: Dialect, statement: sa.Select[Any]) -> DriverSelect:
     rendered = {id(bind) for bind in compiled.post_compile_params}
     expanding = tuple(name for name, bind in compiled.binds.items() if id(bind) in rendered)
     if compiled.literal_execute_params or not all(
-        compiled.binds[name].expanding for name in expanding
+        # A tuple IN list's items are taken apart by SQLAlchemy: a stand-in cannot trace them.
+        compiled.binds[name].expanding
+        and not getattr(compiled.binds[name].type, "_is_tuple_type", False)
+        for name in expanding
     ):
         expanding = ()  # values written into the SQL itself: expanded by SQLAlchemy per call
     return DriverSelect(compiled, keys, processors, binds, expanding)
