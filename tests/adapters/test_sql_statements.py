@@ -14,8 +14,15 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from tidings.adapters.sql.driver import (
+    KEPT_EXPANSIONS,
+    DriverSelect,
+    bind_processor,
+    driver_select,
+    result_processor,
+)
 from tidings.adapters.sql.engine import create_engine
-from tidings.adapters.sql.statements import Queries, bind_processor, result_processor
+from tidings.adapters.sql.statements import Queries
 from tidings.adapters.sql.tables import events
 
 PARIS = timezone(timedelta(hours=2))
@@ -170,3 +177,86 @@ def test_a_select_on_the_driver_gives_sqlalchemy_s_rows(tmp_path: Path) -> None:
         engine.dispose()
     assert [row["id"] for row in ours] == ["a", "b"]
     assert ours == theirs
+
+
+def _expanded_by_sqlalchemy(
+    select: DriverSelect, values: dict[str, Any]
+) -> tuple[str, tuple[Any, ...]]:
+    """What `DriverSelect.parameters` gave before expansions were kept: SQLAlchemy's expansion
+    of these very values, each converted as `_select_rows` converts it."""
+    state = select.compiled.construct_expanded_state(dict(values))
+    converted = []
+    for name, value in zip(state.positiontup or (), state.positional_parameters, strict=True):
+        process = select.binds.get(name) or state.processors.get(name)
+        converted.append(value if process is None else process(value))
+    return state.statement, tuple(converted)
+
+
+def test_kept_expansions_give_sqlalchemy_s_sql_and_parameters(dialect: sa.Dialect) -> None:
+    at = events.c["occurred_at"]
+    select = (
+        sa.select(events.c.id, sa.literal("x").label("extra"))
+        .where(
+            events.c.id.in_(sa.bindparam("ids", expanding=True)),
+            at.in_(sa.bindparam("times", expanding=True)),
+            events.c.name == sa.bindparam("name"),
+            at <= sa.bindparam("until", type_=at.type),
+        )
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+    compiled = driver_select(dialect, select)
+    assert compiled.expanding == ("ids", "times")
+    t = datetime(2024, 5, 1, 9, 0, 0, 7, tzinfo=PARIS)
+    calls: list[dict[str, Any]] = [
+        {"ids": ["a", "b"], "times": [t], "name": "n", "until": t, "limit": 5},
+        # The same lengths again, other values: the kept expansion, refilled.
+        {"ids": ["c", "d"], "times": [t + timedelta(days=1)], "name": "m", "until": t, "limit": 1},
+        {"ids": [], "times": [], "name": "n", "until": None, "limit": 2},
+        {"ids": ("e",), "times": [t, t, None], "name": "n", "until": t, "limit": 3},
+        {"ids": [f"id{i}" for i in range(1000)], "times": [t], "name": "", "until": t, "limit": 0},
+    ]
+    for values in calls:
+        assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+        assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+
+
+def test_values_written_into_the_sql_are_expanded_each_call(dialect: sa.Dialect) -> None:
+    select = sa.select(events.c.id).where(
+        events.c.id.in_(sa.bindparam("ids", expanding=True)),
+        events.c.name == sa.bindparam("name", literal_execute=True),
+    )
+    compiled = driver_select(dialect, select)
+    assert compiled.expanding == ()
+    for name in ("a", "b"):
+        values = {"ids": ["x", "y"], "name": name}
+        assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+        assert f"'{name}'" in compiled.parameters(values)[0]
+
+
+def test_an_expanding_value_other_than_a_list_is_expanded_by_sqlalchemy(
+    dialect: sa.Dialect,
+) -> None:
+    select = sa.select(events.c.id).where(events.c.id.in_(sa.bindparam("ids", expanding=True)))
+    compiled = driver_select(dialect, select)
+    values: dict[str, Any] = {"ids": frozenset(["x"])}
+    assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+    assert compiled.parameters(values)[1] == ("x",)
+
+
+def test_expansions_kept_are_bounded(dialect: sa.Dialect) -> None:
+    select = sa.select(events.c.id).where(events.c.id.in_(sa.bindparam("ids", expanding=True)))
+    compiled = driver_select(dialect, select)
+    for length in range(KEPT_EXPANSIONS + 10):
+        values: dict[str, Any] = {"ids": [f"id{i}" for i in range(length)]}
+        assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+    assert len(compiled._expansions) == KEPT_EXPANSIONS
+
+
+def test_tuple_in_lists_are_expanded_by_sqlalchemy(dialect: sa.Dialect) -> None:
+    pair = sa.tuple_(events.c.id, events.c.name)
+    select = sa.select(events.c.id).where(pair.in_(sa.bindparam("pairs", expanding=True)))
+    compiled = driver_select(dialect, select)
+    assert compiled.expanding == ()
+    values: dict[str, Any] = {"pairs": [("a", "x"), ("b", "y")]}
+    assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+    assert compiled.parameters(values)[1] == ("a", "x", "b", "y")

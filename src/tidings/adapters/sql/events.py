@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from tidings.adapters.clock import as_utc
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import Queries, chunks, driver_statement, insert_ignoring
+from tidings.adapters.sql.driver import driver_statement
+from tidings.adapters.sql.statements import Queries, chunks, insert_ignoring
 from tidings.adapters.sql.tables import UNPROCESSED, UTCDateTime, events
 from tidings.model.events import Event
 

@@ -11,12 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import (
-    DriverStatement,
-    Queries,
-    bind_processor,
-    driver_statement,
-)
+from tidings.adapters.sql.driver import DriverStatement, bind_processor, driver_statement
+from tidings.adapters.sql.statements import Queries
 from tidings.adapters.sql.tables import messages
 from tidings.errors import StoreError
 from tidings.model.messages import Message, MessageStatus
