@@ -69,6 +69,8 @@ class Shop:
     worker: DeliveryWorker
     smtp: SmtpTestServer
     sender: SmtpSender
+    registry: WorkflowRegistry
+    env: Environment
     seen: int = 0
 
     def event(self, name: str, **properties: Any) -> None:
@@ -177,7 +179,7 @@ def open_shop(store: Store, workflows: Path) -> Iterator[Shop]:
         unused = OutboxDirSender(Path("/nonexistent/outbox-not-used"))
         worker = DeliveryWorker(metered, sender, unused, clock, registry=registry, env=env)
         processor = Processor(metered, registry, env, clock)
-        yield Shop(metered, metrics, clock, processor, worker, smtp, sender)
+        yield Shop(metered, metrics, clock, processor, worker, smtp, sender, registry, env)
 
 
 def queue_the_cart_reminder(shop: Shop) -> None:
@@ -443,3 +445,54 @@ def test_an_order_applied_only_after_the_email_was_queued_cancels_it(last_send: 
         MessageStatus.cancelled,
         "exit goal met by order_completed (e2)",
     )
+
+
+def test_an_order_acknowledged_while_an_earlier_email_is_sent_cancels_a_later_one(
+    last_send: Shop,
+) -> None:
+    # Two carts, each run ending with its reminder queued for 08:00; one send at a time, so
+    # the second reminder waits for the first, claimed with it. While the first is being sent
+    # the shop reports the order of the other cart: the second must not go.
+    for cart in ("cart-a", "cart-b"):
+        last_send.event("cart_updated", **{**CART, "cart_id": cart})
+    assert last_send.at(EVENING + timedelta(hours=1)) == DeliveryStats()
+    last_send.clock.set(MORNING)
+    first: list[Message] = []
+
+    class OrderDuringTheFirstSend:
+        async def send_email(self, message: Message) -> str:
+            if not first:
+                first.append(message)
+                with last_send.store.transaction() as uow:
+                    run = uow.get_run(message.run_id)
+                assert run is not None
+                other = "cart-b" if run.key == "cart-a" else "cart-a"
+                last_send.event("order_completed", **{**ORDER, "cart_id": other})  # e3
+            return await last_send.sender.send_email(message)
+
+    worker = DeliveryWorker(
+        last_send.store,
+        OrderDuringTheFirstSend(),
+        OutboxDirSender(Path("/nonexistent/outbox-not-used")),
+        last_send.clock,
+        registry=last_send.registry,
+        env=last_send.env,
+        concurrency=1,
+    )
+
+    async def deliver() -> DeliveryStats:
+        async with last_send.sender:
+            return await worker.drain()
+
+    # The two reminders, then the receipt the order queued.
+    assert asyncio.run(deliver()) == DeliveryStats(claimed=3, sent=2, cancelled=1)
+    assert last_send.received() == ["Camille, your cart is waiting for you", RECEIPT]
+    with last_send.store.transaction() as uow:
+        reminders = {m.key: m for m in uow.messages_for_contact("c1") if not m.transactional}
+    later = next(m for key, m in reminders.items() if key != first[0].key)
+    assert (later.status, later.last_error, later.sent_at) == (
+        MessageStatus.cancelled,
+        "exit goal met by order_completed (e3)",
+        None,
+    )
+    assert reminders[first[0].key].status is MessageStatus.sent

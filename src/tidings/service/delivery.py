@@ -27,6 +27,7 @@ Time comes from the Clock only, and backoff is a computed `next_attempt_at`, nev
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hashlib
 import logging
@@ -150,37 +151,87 @@ class DeliveryWorker:
     async def run_once(self) -> DeliveryStats:
         """One round: claim what is due now, send it, record the outcomes as sends finish.
 
-        The outcomes of the sends that finished while the last ones were being recorded are
-        recorded together, in one transaction (see `_record_batch`).
+        At most `concurrency` sends are under way; a message that waited for a slot is checked
+        for recall again just before its send starts, in the transaction that records the
+        outcomes before it (see `_record_and_check`): an order acknowledged while the earlier
+        messages of the batch were being sent cancels it, as if it had come before the claim.
         """
         now = self._clock.now()
         claimed, messages = await self._in_store(lambda uow: self._claim(uow, now))
         stats = DeliveryStats(claimed=claimed, cancelled=claimed - len(messages))
-        if not messages:
-            return stats
-        slots = asyncio.Semaphore(self._concurrency)
-        sending = {asyncio.create_task(self._send(m, slots)): n for n, m in enumerate(messages)}
-        pending = set(sending)
+        waiting = collections.deque(enumerate(messages))  # (claim order, message)
+        sending: _Sending = {}  # each send's claim order
         failure: Exception | None = None
         try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            self._start(_next_wave(waiting, self._concurrency), sending)  # checked at the claim
+            while sending:
+                done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
                 # In claim order, so the records do not depend on the order the sends ended.
-                finished, abandoned = _results(sorted(done, key=sending.__getitem__))
-                statuses, error = await self._record_batch(finished)
+                order = {task: sending.pop(task) for task in done}
+                finished, abandoned = _results(sorted(done, key=order.__getitem__))
+                free = 0 if abandoned is not None else self._concurrency - len(sending)
+                wave = _next_wave(waiting, free)
+                statuses, kept, error = await self._record_and_check(finished, wave)
                 failure = failure or error
                 for status in statuses:
                     stats.count(status)
+                stats.cancelled += len(wave) - len(kept)
                 if abandoned is not None:
                     # A send ended by a BaseException (cancellation, exit) abandons the round,
                     # once what was sent beside it is recorded; the leases bring the rest back.
                     raise abandoned
+                self._start(kept, sending)
         finally:
-            for task in pending:
+            for task in sending:
                 task.cancel()
         if failure is not None:
             raise failure
         return stats
+
+    def _start(self, wave: Sequence[tuple[int, Message]], sending: _Sending) -> None:
+        """Start the wave's sends, each keyed by its claim order."""
+        for order, message in wave:
+            sending[asyncio.create_task(self._send(message))] = order
+
+    async def _record_and_check(
+        self, finished: Sequence[tuple[Message, _Outcome]], wave: Sequence[tuple[int, Message]]
+    ) -> tuple[list[MessageStatus | None], list[tuple[int, Message]], Exception | None]:
+        """Record outcomes and check the next wave for recall, in one transaction; the statuses
+        recorded, the wave's messages still to send, and what failed if anything did.
+
+        If that transaction fails, the outcomes are recorded as `_record_batch` says and the
+        wave is checked on its own; a wave that cannot be checked again is sent, as checked at
+        its claim.
+        """
+        if not wave:
+            statuses, error = await self._record_batch(finished)
+            return statuses, [], error
+
+        def record_and_check(
+            uow: UnitOfWork,
+        ) -> tuple[list[MessageStatus | None], list[tuple[int, Message]]]:
+            statuses = self._record_all(uow, finished) if finished else []
+            return statuses, self._check_again(uow, wave)
+
+        try:
+            statuses, kept = await self._in_store(record_and_check)
+            return statuses, kept, None
+        except Exception:
+            log.warning("recording outcomes and checking %d messages together failed", len(wave))
+        statuses, error = await self._record_batch(finished)
+        try:
+            kept = await self._in_store(lambda uow: self._check_again(uow, wave))
+        except Exception as exc:
+            log.warning("%d messages sent as checked at their claim: %s", len(wave), _text(exc))
+            kept = list(wave)
+        return statuses, kept, error
+
+    def _check_again(
+        self, uow: UnitOfWork, wave: Sequence[tuple[int, Message]]
+    ) -> list[tuple[int, Message]]:
+        """The wave's messages still to send now (`recall` cancels the others)."""
+        kept = {m.key for m in recall(uow, [m for _, m in wave], self._clock.now(), self._goals)}
+        return [(order, m) for order, m in wave if m.key in kept]
 
     async def drain(self, until_idle: bool = True) -> DeliveryStats:
         """Rounds until one claims nothing (or just one round); the summed stats.
@@ -209,10 +260,9 @@ class DeliveryWorker:
         claimed = uow.claim_messages(now, self._batch, self._lease)
         return len(claimed), recall(uow, claimed, now, self._goals) if claimed else []
 
-    async def _send(self, message: Message, slots: asyncio.Semaphore) -> tuple[Message, _Outcome]:
-        """Send one message within the concurrency bound; the outcome, not yet recorded."""
-        async with slots:
-            return message, await self._attempt(message)
+    async def _send(self, message: Message) -> tuple[Message, _Outcome]:
+        """Send one message; the outcome, not yet recorded."""
+        return message, await self._attempt(message)
 
     async def _record_batch(
         self, finished: Sequence[tuple[Message, _Outcome]]
@@ -353,6 +403,16 @@ class DeliveryWorker:
         # One transaction at a time: concurrent SQLite writers would only queue on its lock.
         with self._store_lock, self._store.transaction() as uow:
             return work(uow)
+
+
+_Sending = dict[asyncio.Task[tuple[Message, _Outcome]], int]
+
+
+def _next_wave(
+    waiting: collections.deque[tuple[int, Message]], free: int
+) -> list[tuple[int, Message]]:
+    """The waiting messages that fit in the free send slots, in claim order."""
+    return [waiting.popleft() for _ in range(min(free, len(waiting)))]
 
 
 def _results(
