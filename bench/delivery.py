@@ -6,8 +6,10 @@ reused connection and with parallel connections.
 
 Each run: a fresh SQLite outbox holding N pending emails (each with a subject, an HTML and a
 text part, as the engine records them), then the daemon's `DeliveryWorker` over `SmtpSender`
-drains it: claims in batches of 100 under a lease, sends, and records each outcome (sent,
-provider id, trace entry) in its own transaction. Timed from the first claim until every
+drains it: claims in batches of 100 under a lease, sends as many at once as the setting
+allows (each send after the first ones checked again for recall, in the transaction that
+records the outcomes that finished before it: sent, provider id, trace entry). Timed from the
+first claim until every
 message is recorded sent. The SMTP server (bench/smtp_sink.py) runs in its own process and
 counts what it received: every message must arrive exactly once.
 
