@@ -240,7 +240,7 @@ def test_our_own_errors_from_a_helper_pass_through_unchanged() -> None:
     ],
 )
 def test_a_condition_has_the_value_jinja_gives_the_same_expression(source: str) -> None:
-    # Compiled our way (flat globals, no TemplateExpression); Jinja's own way is the reference.
+    # Through the condition's own checks and context; Jinja's expression is the reference.
     reference = _environment().compile_expression(source, undefined_to_none=False)
     assert compile_condition(source).value(make_context()) == reference(make_context())
 

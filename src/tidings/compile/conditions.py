@@ -23,6 +23,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
+from jinja2.environment import TemplateExpression
 from jinja2.parser import Parser
 
 from tidings.compile.sandbox import (
@@ -48,7 +49,7 @@ class Condition:
 
     source: str
     uses_history: bool
-    _expression: Expression = field(repr=False, compare=False)
+    _expression: TemplateExpression = field(repr=False, compare=False)
 
     def value(self, context: Mapping[str, Any]) -> Any:
         """The expression's value (not only its truthiness), e.g. a date for `wait: {date: ...}`."""
@@ -69,30 +70,6 @@ class Condition:
             return bool(result)
         except Exception as exc:  # a data object whose __bool__ fails
             raise ConditionError(describe(exc, self.source), expression=self.source) from exc
-
-
-class Expression:
-    """A compiled expression, called as Jinja's `TemplateExpression` calls it: the value of
-    `result` after running the template `{% set result = <expression> %}` in a new context.
-
-    Its template's globals are one flat dict instead of Jinja's ChainMap over the
-    environment's, which Jinja walks twice per call (a sixth of a replay's CPU went there).
-    They are the same names and values: the environment's globals are all set when it is
-    made (`make_environment`), before anything compiles.
-    """
-
-    def __init__(self, env: jinja2.Environment, tree: nodes.Expr) -> None:
-        tree.set_environment(env)
-        body = [nodes.Assign(nodes.Name("result", "store"), tree, lineno=1)]
-        self._template = env.from_string(nodes.Template(body, lineno=1))
-        self._template.globals = dict(self._template.globals)
-
-    def __call__(self, context: Mapping[str, Any]) -> Any:
-        """The expression's value in `context` (Jinja's exceptions pass through)."""
-        run = self._template.new_context(dict(context))
-        for _ in self._template.root_render_func(run):
-            pass  # an assignment renders nothing
-        return run.vars["result"]
 
 
 @cache
@@ -128,8 +105,8 @@ def compile_condition(source: str) -> Condition:
     env = _environment()
     try:
         tree = _parse(env, expression)
-        # Compiled from a tree of its own: Jinja's optimizer may fold the one it compiles.
-        compiled = Expression(env, _parse(env, expression))
+        # Its template's globals are one flat dict (`TidingsSandbox.make_globals`).
+        compiled = env.compile_expression(expression, undefined_to_none=False)
     except jinja2.TemplateSyntaxError as exc:
         where = f"line {exc.lineno}: " if "\n" in expression else ""
         raise ConditionError(where + describe(exc), expression=source) from None
