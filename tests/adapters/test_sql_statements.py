@@ -5,6 +5,7 @@ reads, and a SELECT run on the driver's cursor gives SQLAlchemy's rows."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -133,7 +134,18 @@ def test_times_are_read_as_sqlalchemy_reads_them(dialect: sa.Dialect, text: str 
 
 @pytest.mark.parametrize(
     "text",
-    ['{"cart_id":"c-1","total":42.5,"n":3,"ok":true,"none":null}', '{"sku":"🛒"}', "[]", "null"],
+    [
+        '{"cart_id":"c-1","total":42.5,"n":3,"ok":true,"none":null}',
+        '{"sku":"🛒"}',
+        "[]",
+        "{}",
+        "null",
+        '"text"',
+        "12345678901234567890123",
+        '{"a":"\\ud83d\\uded2"}',  # escapes, as other writers may store them
+        ' {"a": 1} ',  # whitespace around: read by json.loads, not the scanner alone
+        '{"a":1}\n',
+    ],
 )
 def test_json_is_read_as_sqlalchemy_reads_it(dialect: sa.Dialect, text: str) -> None:
     ours = result_processor(events.c["properties"].type, dialect)
@@ -141,6 +153,17 @@ def test_json_is_read_as_sqlalchemy_reads_it(dialect: sa.Dialect, text: str) -> 
     assert ours is not None and theirs is not None
     assert ours(text) == theirs(text)
     assert ours(None) == theirs(None)
+
+
+@pytest.mark.parametrize("text", ['{"a":1} x', '{"a":', "", "\ufeff{}", "NaNx", '{"a":1}{}'])
+def test_json_sqlalchemy_refuses_is_refused_alike(dialect: sa.Dialect, text: str) -> None:
+    ours = result_processor(events.c["properties"].type, dialect)
+    theirs = sqlalchemy_reader("properties", dialect)
+    assert ours is not None and theirs is not None
+    with pytest.raises(ValueError) as expected:
+        theirs(text)
+    with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
+        ours(text)
 
 
 def test_a_select_on_the_driver_gives_sqlalchemy_s_rows(tmp_path: Path) -> None:
