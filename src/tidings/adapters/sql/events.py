@@ -75,6 +75,12 @@ _CLAIM = (
 )
 
 
+# Which of a group's dedup keys are held: one indexed lookup per chunk of keys.
+_HELD_KEYS = sa.select(_e.c.dedup_key).where(
+    _e.c.dedup_key.in_(sa.bindparam("keys", expanding=True))
+)
+
+
 class EventQueries(Queries):
     """The `EventLog` port over one connection."""
 
@@ -103,6 +109,14 @@ class EventQueries(Queries):
             "received_at": as_utc(event.received_at),
         }
         return event.model_copy(update=stored), True
+
+    def held_dedup_keys(self, keys: Collection[str]) -> set[str]:
+        """The keys among these that stored events hold (one query per chunk of keys)."""
+        held: set[str] = set()
+        for part in chunks(sorted(set(keys))):
+            rows = self._select_rows(_HELD_KEYS, {"keys": list(part)})
+            held.update(row["dedup_key"] for row in rows)
+        return held
 
     def claim_events(self, limit: int) -> list[Event]:
         """Unprocessed events in seq order, locked for this transaction.
