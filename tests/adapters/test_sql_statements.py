@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from support.records import make_event
 from tidings.adapters.sql.driver import (
     KEPT_EXPANSIONS,
     DriverSelect,
@@ -24,6 +25,7 @@ from tidings.adapters.sql.driver import (
 )
 from tidings.adapters.sql.engine import create_engine
 from tidings.adapters.sql.statements import Queries
+from tidings.adapters.sql.store import SqlStore
 from tidings.adapters.sql.tables import events
 
 PARIS = timezone(timedelta(hours=2))
@@ -283,3 +285,35 @@ def test_tuple_in_lists_are_expanded_by_sqlalchemy(dialect: sa.Dialect) -> None:
     values: dict[str, Any] = {"pairs": [("a", "x"), ("b", "y")]}
     assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
     assert compiled.parameters(values)[1] == ("a", "x", "b", "y")
+
+
+def test_events_marked_processed_on_the_driver_are_the_rows_sqlalchemy_marks(
+    tmp_path: Path,
+) -> None:
+    """Both halves of a log marked, one by the store, one by SQLAlchemy's own UPDATE: the same
+    columns, the same kind of timestamp; and only the seqs given."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    store = SqlStore(url)
+    store.migrate()
+    engine = create_engine(url)
+    try:
+        with store.transaction() as uow:
+            for n in range(1, 8):
+                uow.add_event(make_event(n))
+            uow.mark_events_processed([1, 3, 3, 5])
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(events)
+                .where(events.c.seq.in_([2, 4]))
+                .values(processed=True, processed_at=sa.func.now())
+            )
+            rows = connection.exec_driver_sql(
+                "SELECT seq, processed, typeof(processed_at), length(processed_at) FROM events"
+            ).all()
+    finally:
+        engine.dispose()
+        store.close()
+    marked = (1, "text", 19)  # CURRENT_TIMESTAMP: 'YYYY-MM-DD HH:MM:SS'
+    assert [tuple(row) for row in rows] == [
+        (seq, *(marked if seq <= 5 else (0, "null", None))) for seq in range(1, 8)
+    ]

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from tidings.adapters.clock import as_utc
 from tidings.adapters.sql import mapping
@@ -73,6 +74,28 @@ _CLAIM = (
     .limit(sa.bindparam("limit", type_=sa.Integer()))
     .with_for_update(skip_locked=True)
 )
+
+
+# Run after every engine pass, for every event it claimed: built once, and on SQLite run on the
+# driver's cursor (SQLAlchemy's building and executing of it cost more than SQLite's update).
+_MARK_PROCESSED = (
+    sa.update(_e)
+    .where(_e.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+    .values(processed=True, processed_at=sa.func.now())
+)
+
+
+# Bounded: a dialect is one engine's, and a claim's length is one of a few.
+@functools.lru_cache(maxsize=256)
+def _mark_processed_sql(dialect: Dialect, count: int) -> str:
+    """`_MARK_PROCESSED` for `count` seqs, as SQLAlchemy expands it on a positional dialect
+    (SQLite): its parameters are True, then the seqs."""
+    compiled = _MARK_PROCESSED.compile(dialect=dialect)
+    state = compiled.construct_expanded_state({"seqs": list(range(count))})
+    if list(state.positional_parameters) != [True, *range(count)]:  # pragma: no cover
+        raise ValueError(f"unexpected parameters for {state.statement!r}")
+    sql: str = state.statement
+    return sql
 
 
 # Which of a group's dedup keys are held: one indexed lookup per chunk of keys.
@@ -154,11 +177,13 @@ class EventQueries(Queries):
     def mark_events_processed(self, seqs: Sequence[int]) -> None:
         """Mark events as applied to the workflows (same transaction as their effects)."""
         for part in chunks(sorted(set(seqs))):
-            self._execute(
-                sa.update(_e)
-                .where(_e.c.seq.in_(part))
-                .values(processed=True, processed_at=sa.func.now())
-            )
+            if self._postgres:
+                self._execute(_MARK_PROCESSED, {"seqs": list(part)})
+                continue
+            sql = _mark_processed_sql(self._conn.dialect, len(part))
+            parameters = (True, *part)
+            with self._driver_errors(sql, parameters):
+                self._driver_cursor().execute(sql, parameters)
 
     def contact_events(
         self,
