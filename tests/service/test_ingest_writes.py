@@ -243,3 +243,12 @@ def test_events_written_together_are_counted_as_ingested(make_store: Callable[[]
     repeat = service.ingest_now(service.submission(events, key_id="k", body=raw, batch=True))
     assert (outcome.stored, repeat.duplicates) == (8, 8)
     assert metrics.value("tidings_events_ingested_total") == 8
+
+
+def test_a_lone_event_is_written_through(make_store: Callable[[], Store]) -> None:
+    store = Counting(make_store())
+    service = _service(store, ManualClock(T0))  # type: ignore[arg-type]
+    raw, events = _events(service, ONE)
+    outcome = service.ingest_now(service.submission(events, key_id="k", body=raw))
+    assert (outcome.stored, store.one_by_one, store.together) == (1, 1, [])
+    assert outcome.events[0].seq == 1

@@ -237,7 +237,7 @@ class IngestService:
         return _Group(
             uow,
             contact_book(uow, events, self._new_contact_id),
-            IngestWrites(uow, (key for sub in submissions for key in sub.dedup_keys)),
+            IngestWrites(uow, [key for sub in submissions for key in sub.dedup_keys]),
         )
 
     def _apply_checked(

@@ -7,12 +7,13 @@ once which of its events' keys are held, gives each new event the seq the store 
 given it, and writes them all together before anything reads the log and before the commit.
 Such stores serialise their write transactions, so no other writer can take a key or a seq
 meanwhile: each event gets the answer `add_event` would have given it. Elsewhere (PostgreSQL:
-a sequence, and concurrent writers) every event is written through `add_event` as it comes.
+a sequence, and concurrent writers), and in a transaction of one event (an import, a quiet
+daemon), every event is written through `add_event` as it comes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import cast
 
@@ -36,10 +37,11 @@ class IngestWrites:
     """One transaction's new events: held and numbered here when the store allows it, else
     written through one by one; `flush` writes what is held."""
 
-    def __init__(self, uow: UnitOfWork, dedup_keys: Iterable[str | None]) -> None:
+    def __init__(self, uow: UnitOfWork, dedup_keys: Sequence[str | None]) -> None:
         self._uow = uow
         self._held: list[NumberedEvent] = []
-        self._numbering = _numbering(uow)
+        # One event gains nothing by being held: it would cost two reads more than its insert.
+        self._numbering = _numbering(uow) if len(dedup_keys) > 1 else None
         # The seq the next new event gets, and every key held in the log or by this
         # transaction; None: events are written through.
         self._next_seq = self._numbering.next_event_seq() if self._numbering else None
