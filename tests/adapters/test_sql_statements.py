@@ -245,13 +245,33 @@ def test_kept_expansions_give_sqlalchemy_s_sql_and_parameters(dialect: sa.Dialec
         assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
 
 
+def test_a_select_without_lists_keeps_one_expansion_of_sqlalchemy_s(dialect: sa.Dialect) -> None:
+    at = events.c["occurred_at"]
+    select = (
+        sa.select(events.c.id, sa.literal("x").label("extra"))
+        .where(events.c.contact_id == sa.bindparam("contact"), at <= sa.bindparam("until"))
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+    compiled = driver_select(dialect, select)
+    assert (compiled.expanding, compiled.kept) == ((), True)
+    t = datetime(2024, 5, 1, 9, 0, 0, 7, tzinfo=PARIS)
+    calls: list[dict[str, Any]] = [
+        {"contact": "c1", "until": t, "limit": 5},
+        {"contact": "c2", "until": t + timedelta(days=1), "limit": 1},
+        {"contact": "c3", "until": None, "limit": 0},
+    ]
+    for values in calls:
+        assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
+    assert len(compiled._expansions) == 1
+
+
 def test_values_written_into_the_sql_are_expanded_each_call(dialect: sa.Dialect) -> None:
     select = sa.select(events.c.id).where(
         events.c.id.in_(sa.bindparam("ids", expanding=True)),
         events.c.name == sa.bindparam("name", literal_execute=True),
     )
     compiled = driver_select(dialect, select)
-    assert compiled.expanding == ()
+    assert (compiled.expanding, compiled.kept) == ((), False)
     for name in ("a", "b"):
         values = {"ids": ["x", "y"], "name": name}
         assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
@@ -281,7 +301,7 @@ def test_tuple_in_lists_are_expanded_by_sqlalchemy(dialect: sa.Dialect) -> None:
     pair = sa.tuple_(events.c.id, events.c.name)
     select = sa.select(events.c.id).where(pair.in_(sa.bindparam("pairs", expanding=True)))
     compiled = driver_select(dialect, select)
-    assert compiled.expanding == ()
+    assert (compiled.expanding, compiled.kept) == ((), False)
     values: dict[str, Any] = {"pairs": [("a", "x"), ("b", "y")]}
     assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
     assert compiled.parameters(values)[1] == ("a", "x", "b", "y")
