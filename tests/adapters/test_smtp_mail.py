@@ -84,7 +84,9 @@ async def by_sendmail(
 async def by_send_mail(
     client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes, options: list[str]
 ) -> object:
-    return await send_mail(client, sender, recipient, data, mail_options=options)
+    return await send_mail(
+        client, sender, recipient, data, mail_options=options, timeout_s=client.timeout
+    )
 
 
 def deliver(
@@ -141,3 +143,80 @@ def test_the_server_sees_and_answers_what_sendmail_would_get(
     assert "sent" in results and received  # the connection carried on after a refusal
     if mails[0][2] == []:
         assert received[-1].mail_options[0].startswith("SIZE=")
+
+
+# Reply timeouts: one deadline per transaction, moved by each command.
+
+
+class SlowServer:
+    """An SMTP server that answers each command (by its first word, b"." for the content)
+    after the given delay, and at once otherwise."""
+
+    def __init__(self, delays: dict[bytes, float]) -> None:
+        self.delays = delays
+        self.sessions: list[asyncio.Task[None]] = []
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sessions.append(asyncio.current_task())  # type: ignore[arg-type]
+        answers = {b"EHLO": b"250 slow", b"DATA": b"354 go on", b"QUIT": b"221 bye"}
+        try:
+            writer.write(b"220 slow ready\r\n")
+            in_data = False
+            while line := await reader.readline():
+                if in_data and line != b".\r\n":
+                    continue
+                word = b"." if in_data else line.split()[0].upper()
+                await asyncio.sleep(self.delays.get(word, 0))
+                writer.write(answers.get(word, b"250 ok") + b"\r\n")
+                in_data = word == b"DATA"
+        finally:
+            writer.close()
+
+    async def stop(self, server: asyncio.Server) -> None:
+        server.close()
+        for task in self.sessions:
+            task.cancel()
+        await asyncio.gather(*self.sessions, return_exceptions=True)
+
+
+def send_slowly(delays: dict[bytes, float], timeout_s: float) -> tuple[object, bool]:
+    """One message to a slow server: what the send gave, and whether the client is still
+    connected after it."""
+
+    async def scenario() -> tuple[object, bool]:
+        slow = SlowServer(delays)
+        server = await asyncio.start_server(slow.session, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        await client.ehlo()
+        try:
+            await send_mail(
+                client,
+                "a@example.org",
+                "b@example.org",
+                MESSAGE,
+                mail_options=[],
+                timeout_s=timeout_s,
+            )
+            result: object = "sent"
+        except aiosmtplib.SMTPException as exc:
+            result = (type(exc), str(exc))
+        connected = client.is_connected
+        client.close()
+        await slow.stop(server)
+        return result, connected
+
+    return asyncio.run(scenario())
+
+
+def test_replies_each_in_time_add_up_past_the_timeout_and_still_go() -> None:
+    steps = {b"MAIL": 0.15, b"RCPT": 0.15, b"DATA": 0.15, b".": 0.15}
+    assert send_slowly(steps, timeout_s=0.25) == ("sent", True)
+
+
+@pytest.mark.parametrize("late", [b"MAIL", b"RCPT", b"DATA", b"."])
+def test_a_reply_later_than_the_timeout_fails_as_aiosmtplib_times_out(late: bytes) -> None:
+    result, connected = send_slowly({late: 1.0}, timeout_s=0.2)
+    assert result == (aiosmtplib.SMTPReadTimeoutError, "Timed out waiting for server response")
+    assert not connected

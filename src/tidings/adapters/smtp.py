@@ -84,6 +84,7 @@ class SmtpSender:
                         recipient.addr_spec,
                         data,
                         mail_options=_mail_options(client, utf8=utf8),
+                        timeout_s=self._timeout_s,
                     )
                 except aiosmtplib.SMTPTimeoutError as exc:
                     # The server may still be busy with the message: no second try here.
