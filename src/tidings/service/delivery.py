@@ -44,7 +44,7 @@ from tidings.model.durations import format_duration
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, EmailSender, SmsSender, Store, UnitOfWork
-from tidings.service.batch_reads import messages_by_key
+from tidings.service.batch_reads import messages_by_key, save_messages
 from tidings.service.recall import Goals, recall
 from tidings.service.registry import WorkflowRegistry
 
@@ -317,27 +317,31 @@ class DeliveryWorker:
     def _record_all(
         self, uow: UnitOfWork, done: Sequence[tuple[Message, _Outcome]]
     ) -> list[MessageStatus | None]:
-        """Write outcomes, each as `_record` says, with one read and one trace write for all."""
+        """Write outcomes, each as `_record` says, with one read, one save and one trace write
+        for all."""
         current = messages_by_key(uow, [claimed.key for claimed, _ in done])
+        saved: list[Message] = []
         trace: list[TraceEntry] = []
         statuses = [
-            self._record(uow, current.get(claimed.key), claimed, outcome, trace)
+            self._record(current.get(claimed.key), claimed, outcome, saved, trace)
             for claimed, outcome in done
         ]
+        if saved:
+            save_messages(uow, saved)
         if trace:
             uow.add_trace(trace)
         return statuses
 
     def _record(
         self,
-        uow: UnitOfWork,
         current: Message | None,
         claimed: Message,
         outcome: _Outcome,
+        saved: list[Message],
         trace: list[TraceEntry],
     ) -> MessageStatus | None:
-        """Write one outcome (its trace entry onto `trace`); a message no longer `sending`
-        (finished elsewhere) is left be."""
+        """One outcome: the message's new state onto `saved`, its trace entry onto `trace`; a
+        message no longer `sending` (finished elsewhere) is left be."""
         if current is None or current.status is not MessageStatus.sending:
             log.warning("message %s changed while it was being sent; outcome dropped", claimed.key)
             return None
@@ -388,7 +392,7 @@ class DeliveryWorker:
                 # The last attempt is made at the max age, not up to a backoff after it.
                 next_attempt_at=min(now + delay, current.not_before + self._max_age),
             )
-        uow.save_message(current.model_copy(update=update))
+        saved.append(current.model_copy(update=update))
         if entry is not None:
             trace.append(entry)
         status: MessageStatus = update["status"]
