@@ -170,6 +170,15 @@ class EventNumbering(Protocol):
         ...
 
 
+class HeldDedupKeys(Protocol):
+    """Which dedup keys the log holds, asked for many at once: ingestion, numbering a group's
+    events itself (`EventNumbering`), knows then which of them are repeats without inserting."""
+
+    def held_dedup_keys(self, keys: Collection[str]) -> set[str]:
+        """The keys among these that stored events hold."""
+        ...
+
+
 @dataclass(frozen=True)
 class RunCount:
     """How many runs of a workflow are in one status at one step."""

@@ -5,6 +5,7 @@ reads, and a SELECT run on the driver's cursor gives SQLAlchemy's rows."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from support.records import make_event
 from tidings.adapters.sql.driver import (
     KEPT_EXPANSIONS,
     DriverSelect,
@@ -23,6 +25,7 @@ from tidings.adapters.sql.driver import (
 )
 from tidings.adapters.sql.engine import create_engine
 from tidings.adapters.sql.statements import Queries
+from tidings.adapters.sql.store import SqlStore
 from tidings.adapters.sql.tables import events
 
 PARIS = timezone(timedelta(hours=2))
@@ -133,7 +136,18 @@ def test_times_are_read_as_sqlalchemy_reads_them(dialect: sa.Dialect, text: str 
 
 @pytest.mark.parametrize(
     "text",
-    ['{"cart_id":"c-1","total":42.5,"n":3,"ok":true,"none":null}', '{"sku":"🛒"}', "[]", "null"],
+    [
+        '{"cart_id":"c-1","total":42.5,"n":3,"ok":true,"none":null}',
+        '{"sku":"🛒"}',
+        "[]",
+        "{}",
+        "null",
+        '"text"',
+        "12345678901234567890123",
+        '{"a":"\\ud83d\\uded2"}',  # escapes, as other writers may store them
+        ' {"a": 1} ',  # whitespace around: read by json.loads, not the scanner alone
+        '{"a":1}\n',
+    ],
 )
 def test_json_is_read_as_sqlalchemy_reads_it(dialect: sa.Dialect, text: str) -> None:
     ours = result_processor(events.c["properties"].type, dialect)
@@ -141,6 +155,17 @@ def test_json_is_read_as_sqlalchemy_reads_it(dialect: sa.Dialect, text: str) -> 
     assert ours is not None and theirs is not None
     assert ours(text) == theirs(text)
     assert ours(None) == theirs(None)
+
+
+@pytest.mark.parametrize("text", ['{"a":1} x', '{"a":', "", "\ufeff{}", "NaNx", '{"a":1}{}'])
+def test_json_sqlalchemy_refuses_is_refused_alike(dialect: sa.Dialect, text: str) -> None:
+    ours = result_processor(events.c["properties"].type, dialect)
+    theirs = sqlalchemy_reader("properties", dialect)
+    assert ours is not None and theirs is not None
+    with pytest.raises(ValueError) as expected:
+        theirs(text)
+    with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
+        ours(text)
 
 
 def test_a_select_on_the_driver_gives_sqlalchemy_s_rows(tmp_path: Path) -> None:
@@ -260,3 +285,35 @@ def test_tuple_in_lists_are_expanded_by_sqlalchemy(dialect: sa.Dialect) -> None:
     values: dict[str, Any] = {"pairs": [("a", "x"), ("b", "y")]}
     assert compiled.parameters(values) == _expanded_by_sqlalchemy(compiled, values)
     assert compiled.parameters(values)[1] == ("a", "x", "b", "y")
+
+
+def test_events_marked_processed_on_the_driver_are_the_rows_sqlalchemy_marks(
+    tmp_path: Path,
+) -> None:
+    """Both halves of a log marked, one by the store, one by SQLAlchemy's own UPDATE: the same
+    columns, the same kind of timestamp; and only the seqs given."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    store = SqlStore(url)
+    store.migrate()
+    engine = create_engine(url)
+    try:
+        with store.transaction() as uow:
+            for n in range(1, 8):
+                uow.add_event(make_event(n))
+            uow.mark_events_processed([1, 3, 3, 5])
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(events)
+                .where(events.c.seq.in_([2, 4]))
+                .values(processed=True, processed_at=sa.func.now())
+            )
+            rows = connection.exec_driver_sql(
+                "SELECT seq, processed, typeof(processed_at), length(processed_at) FROM events"
+            ).all()
+    finally:
+        engine.dispose()
+        store.close()
+    marked = (1, "text", 19)  # CURRENT_TIMESTAMP: 'YYYY-MM-DD HH:MM:SS'
+    assert [tuple(row) for row in rows] == [
+        (seq, *(marked if seq <= 5 else (0, "null", None))) for seq in range(1, 8)
+    ]

@@ -12,7 +12,7 @@ from support.records import make_event
 from tidings.adapters.sql.store import SqlStore
 from tidings.errors import StoreError
 from tidings.model.events import Event
-from tidings.ports import EventNumbering, NumberedEvent, Store, UnitOfWork
+from tidings.ports import EventNumbering, HeldDedupKeys, NumberedEvent, Store, UnitOfWork
 
 
 def numbering(uow: UnitOfWork) -> EventNumbering:
@@ -95,3 +95,20 @@ def test_a_seq_or_dedup_key_in_use_refuses_the_call_and_stores_nothing(
         )
     with store.transaction() as uow:
         assert [e.id for e in uow.list_events()[0]] == ["event-1"]
+
+
+def test_held_dedup_keys_are_those_stored_events_hold(store: Store) -> None:
+    with store.transaction() as uow:
+        uow.add_event(make_event(1), dedup_key="a")
+        uow.add_event(make_event(2))
+        if knows_its_numbering(store):
+            seq = numbering(uow).next_event_seq() or 0
+            numbering(uow).add_numbered_events([NumberedEvent(numbered(3, seq), "b")])
+        else:
+            uow.add_event(make_event(3), dedup_key="b")
+    many = [f"k{n}" for n in range(2500)]  # more than one chunk of keys
+    with store.transaction() as uow:
+        held = cast(HeldDedupKeys, uow)
+        assert held.held_dedup_keys(["a", "b", "c", "a"]) == {"a", "b"}
+        assert held.held_dedup_keys([]) == set()
+        assert held.held_dedup_keys([*many, "b"]) == {"b"}

@@ -4,7 +4,7 @@ costing the others their events."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 from tidings.adapters.clock import ManualClock
 from tidings.errors import EventError, StoreError
 from tidings.model.events import Event, IdentifierKind
-from tidings.ports import Store, UnitOfWork
+from tidings.ports import NumberedEvent, Store, UnitOfWork
 from tidings.service import shapes
 from tidings.service.ingest import IngestService, Submission
 from tidings.service.validation import Limits, parse_json
@@ -64,7 +64,8 @@ def test_history_is_stored_processed_on_its_contact_and_a_live_repeat_stays_hist
 
 
 class FailOnEvent:
-    """A store whose transactions fail when an event named `poison` is added."""
+    """A store whose transactions fail when an event named `poison` is added, one by one or
+    among events written together (`add_numbered_events`, where the store offers it)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -82,6 +83,15 @@ class FailOnEvent:
                 return original(event, dedup_key=dedup_key, processed=processed)
 
             uow.add_event = add_event  # type: ignore[method-assign]
+            add_many = getattr(uow, "add_numbered_events", None)
+            if add_many is not None:
+
+                def add_numbered_events(events: Sequence[NumberedEvent]) -> None:
+                    if any(numbered.event.name == "poison" for numbered in events):
+                        raise StoreError("refused")
+                    add_many(events)
+
+                uow.add_numbered_events = add_numbered_events  # type: ignore[attr-defined]
             yield uow
 
 

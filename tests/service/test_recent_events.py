@@ -60,3 +60,17 @@ def test_digest_is_the_sha256_of_the_canonical_json() -> None:
     content = ["a", [["ext_id", "1"]], event.properties, {}, None, None, "api"]
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert content_digest(event) == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_identifiers_are_digested_in_kind_order_whatever_order_they_came_in() -> None:
+    ids = {IdentifierKind.phone_id: "+331", IdentifierKind.email_id: "a@x.org"}
+    event = make_event("e1", T0).model_copy(update={"identifiers": ids})
+    reversed_ids = dict(reversed(list(ids.items())))
+    again = make_event("e2", T0).model_copy(update={"identifiers": reversed_ids})
+    content = ["a", [["email_id", "a@x.org"], ["phone_id", "+331"]], event.properties]
+    text = json.dumps(
+        [*content, {}, None, None, "api"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    assert (
+        content_digest(event) == content_digest(again) == hashlib.sha256(text.encode()).hexdigest()
+    )

@@ -4,6 +4,7 @@ that names the refused field, and sizes are measured on the same compact JSON as
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from tidings.errors import EventError
 from tidings.model.events import IdentifierKind
+from tidings.service import shapes
 from tidings.service import validation as v
 
 # Text that is sometimes unstorable: NUL characters and lone surrogates among ordinary ones.
@@ -123,3 +125,26 @@ def outcome(parse: Callable[[bytes], object], body: bytes) -> object:
 )
 def test_bodies_decode_as_json_loads_decodes_them(body: bytes) -> None:
     assert outcome(v.parse_json, body) == outcome(parse_as_before, body)
+
+
+def test_event_ids_are_random_uuid4_hex_as_uuid4_gives_them() -> None:
+    ids = [shapes.new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for event_id in ids:
+        parsed = uuid.UUID(hex=event_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert parsed.hex == event_id and len(event_id) == 32
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    )
+)
+def test_sizes_are_those_of_compact_json(value: object) -> None:
+    text = json.dumps({"v": value}, ensure_ascii=False, separators=(",", ":"))
+    size = len(text.encode("utf-8", "surrogatepass"))
+    v.check_size({"v": value}, "p", size)  # exactly at the limit: accepted
+    with pytest.raises(EventError, match=f"^p: {size} bytes"):
+        v.check_size({"v": value}, "p", size - 1)

@@ -55,6 +55,10 @@ class MemoryEventLog:
         for n in events:
             self.add_event(n.event, dedup_key=n.dedup_key, processed=n.processed)
 
+    def held_dedup_keys(self, keys: Collection[str]) -> set[str]:
+        """The keys among these that stored events hold."""
+        return {key for key in keys if key in self._s.dedup}
+
     def claim_events(self, limit: int) -> list[Event]:
         """Unprocessed events in seq order (transactions are serialised, so no lock is needed)."""
         claimed: list[Event] = []

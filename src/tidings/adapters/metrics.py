@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from tidings.model.events import Event
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
-from tidings.ports import Store, UnitOfWork
+from tidings.ports import NumberedEvent, Store, UnitOfWork
 from tidings.service.batch_reads import save_messages
 
 Labels = tuple[tuple[str, str], ...]
@@ -131,7 +131,21 @@ class MeteredUnitOfWork:
         self._observed = observed
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        found = getattr(self._inner, name)
+        if name == "add_numbered_events":
+            # An optional port (`EventNumbering`): offered only when the inner one offers it,
+            # and its events, all new, counted as `add_event` counts them.
+            return self._counting_numbered(found)
+        return found
+
+    def _counting_numbered(
+        self, add_numbered_events: Callable[[Sequence[NumberedEvent]], None]
+    ) -> Callable[[Sequence[NumberedEvent]], None]:
+        def add(events: Sequence[NumberedEvent]) -> None:
+            add_numbered_events(events)
+            self._observed.add("tidings_events_ingested_total", len(events))
+
+        return add
 
     def add_event(
         self, event: Event, *, dedup_key: str | None = None, processed: bool = False

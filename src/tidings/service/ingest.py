@@ -38,6 +38,7 @@ from tidings.service.contacts import (
     resolve,
 )
 from tidings.service.group_commit import GroupCommitWriter
+from tidings.service.ingest_writes import IngestWrites
 from tidings.service.recent import RecentEvents, content_digest
 from tidings.service.validation import Limits
 
@@ -122,6 +123,22 @@ def same_event(a: Event, b: Event) -> bool:
     )
 
 
+@dataclass
+class _Group:
+    """One ingest transaction: its unit of work, contacts and new events, and the digests of
+    the events it stored (submission index, receipt time)."""
+
+    uow: UnitOfWork
+    book: ContactBook
+    writes: IngestWrites
+    pending: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+
+    def flush(self) -> None:
+        """Write what is held: the events, then the contacts they changed."""
+        self.writes.flush()
+        self.book.flush()
+
+
 class IngestService:
     """Turns validated events into committed rows; one writer per process shares commits."""
 
@@ -191,61 +208,52 @@ class IngestService:
     def write(self, submissions: Sequence[Submission]) -> list[Outcome | Exception]:
         """Write submissions in ONE transaction; if it fails, each alone, so one bad request
         never costs the others their events."""
-        pending: dict[str, tuple[int, datetime]] = {}
         try:
             with self.store.transaction() as uow:
-                events = [event for submission in submissions for event in submission.events]
-                book = contact_book(uow, events, self._new_contact_id)
-                results = [
-                    self._apply_checked(uow, book, sub, index, pending)
-                    for index, sub in enumerate(submissions)
-                ]
-                book.flush()
+                group = self._group(uow, submissions)
+                results = [self._apply_checked(group, sub, i) for i, sub in enumerate(submissions)]
+                group.flush()
         except Exception as exc:
             if len(submissions) == 1:
                 return [exc]
             return [self._write_alone(s) for s in submissions]
         # Only now, committed, may these events make later ones duplicates.
-        self.recent.add((digest, at) for digest, (_, at) in pending.items())
+        self.recent.add((digest, at) for digest, (_, at) in group.pending.items())
         return results
 
     def _write_alone(self, submission: Submission) -> Outcome | Exception:
-        pending: dict[str, tuple[int, datetime]] = {}
         try:
             with self.store.transaction() as uow:
-                book = contact_book(uow, submission.events, self._new_contact_id)
-                result = self._apply_checked(uow, book, submission, 0, pending)
-                book.flush()
+                group = self._group(uow, [submission])
+                result = self._apply_checked(group, submission, 0)
+                group.flush()
         except Exception as exc:
             return exc
-        self.recent.add((digest, at) for digest, (_, at) in pending.items())
+        self.recent.add((digest, at) for digest, (_, at) in group.pending.items())
         return result
 
+    def _group(self, uow: UnitOfWork, submissions: Sequence[Submission]) -> _Group:
+        events = [event for submission in submissions for event in submission.events]
+        return _Group(
+            uow,
+            contact_book(uow, events, self._new_contact_id),
+            IngestWrites(uow, [key for sub in submissions for key in sub.dedup_keys]),
+        )
+
     def _apply_checked(
-        self,
-        uow: UnitOfWork,
-        book: ContactBook,
-        submission: Submission,
-        index: int,
-        pending: dict[str, tuple[int, datetime]],
+        self, group: _Group, submission: Submission, index: int
     ) -> Outcome | Exception:
         try:
             # Only reads happen before this check, so refusing here leaves no partial write.
-            check_contact_ids(book, submission.events, batch=submission.batch)
+            check_contact_ids(group.book, submission.events, batch=submission.batch)
         except EventError as exc:
             return exc
-        return self._apply(uow, book, submission, index, pending)
+        return self._apply(group, submission, index)
 
-    def _apply(
-        self,
-        uow: UnitOfWork,
-        book: ContactBook,
-        submission: Submission,
-        index: int,
-        pending: dict[str, tuple[int, datetime]],
-    ) -> Outcome:
-        """Store one submission's events; `pending` collects digests of this transaction
+    def _apply(self, group: _Group, submission: Submission, index: int) -> Outcome:
+        """Store one submission's events; `group.pending` collects digests of this transaction
         (submission index, receipt time) so a later submission in it can be a repeat."""
+        book, pending = group.book, group.pending
         own_ids = {event.id for event in submission.events}
         stored_events: list[Event] = []
         stored = duplicates = new_contacts = 0
@@ -264,31 +272,28 @@ class IngestService:
                 digest is not None
                 and dated
                 and not resolution.is_new
-                and self._stored_copy(uow, event, contact.id, own_ids) is not None
+                and self._stored_copy(group, event, contact.id, own_ids) is not None
             ):
                 duplicates += 1
                 continue
-            record = event.model_copy(
-                update={"contact_id": contact.id, "conflicts": resolution.conflicts}
-            )
             if resolution.is_new:
                 # Saved whatever becomes of its event, and before it: a book that writes at once
                 # (over a replay cache) must hold the contact before the event joins its history.
                 book.save(contact)
                 new_contacts += 1
-                saved, is_new_event = uow.add_event(
-                    record, dedup_key=key, processed=submission.history
-                )
-            else:
-                saved, is_new_event = uow.add_event(
-                    record, dedup_key=key, processed=submission.history
-                )
-                # A duplicate must not replay its contact update over later ones.
-                if is_new_event and resolution.changed:
-                    book.save(contact)
-            if not is_new_event:
+            saved = group.writes.add(
+                event,
+                contact_id=contact.id,
+                conflicts=resolution.conflicts,
+                dedup_key=key,
+                processed=submission.history,
+            )
+            if saved is None:
                 duplicates += 1
                 continue
+            if not resolution.is_new and resolution.changed:
+                # Only now: a duplicate must not replay its contact update over later ones.
+                book.save(contact)
             stored += 1
             stored_events.append(saved)
             if digest is not None:
@@ -296,7 +301,7 @@ class IngestService:
             if resolution.conflicts:
                 conflicts[saved.id] = {k.value: v for k, v in resolution.conflicts.items()}
                 # The trace says so too, so `explain` shows who holds what (docs/ingestion.md).
-                uow.add_trace(conflict_trace(saved, resolution))
+                group.uow.add_trace(conflict_trace(saved, resolution))
         return Outcome(tuple(stored_events), stored, duplicates, new_contacts, conflicts)
 
     def _repeat(
@@ -314,12 +319,13 @@ class IngestService:
         return self.recent.seen(digest, event.received_at)
 
     def _stored_copy(
-        self, uow: UnitOfWork, event: Event, contact_id: str, own_ids: set[str]
+        self, group: _Group, event: Event, contact_id: str, own_ids: set[str]
     ) -> Event | None:
         """The same dated event already stored for this contact within the window, if any: one
         indexed query for that exact instant, so it stays cheap however busy the contact is."""
+        group.writes.flush()  # the log as it would be had every event been written at once
         since = event.received_at - self.duplicate_window
-        candidates = uow.contact_events(
+        candidates = group.uow.contact_events(
             contact_id, names=[event.name], since=event.occurred_at, until=event.occurred_at
         )
         for candidate in candidates:

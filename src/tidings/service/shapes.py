@@ -8,7 +8,7 @@ partial write would turn their retry into duplicates of the good half.
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import datetime
 from typing import Any
 
@@ -28,8 +28,12 @@ BREVO_FIELDS = (
 
 
 def new_event_id() -> str:
-    """A fresh event id."""
-    return uuid.uuid4().hex
+    """A fresh event id: a random (version 4) UUID's hex, as `uuid.uuid4().hex` gives it,
+    without building the UUID object (a third of the checks' time for a small event)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # the version, 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    return raw.hex()
 
 
 def brevo_event(

@@ -72,6 +72,17 @@ def _in_ids(postgres: bool) -> sa.Select[tuple[object, ...]]:
     return _load_statement(postgres, contacts.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
+@functools.cache
+def _owning(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    """Contacts holding any of a chunk of values of one identifier kind, read with all their
+    identifiers in the same statement."""
+    owners = sa.select(_ci.c.contact_id).where(
+        _ci.c.kind == sa.bindparam("kind", type_=sa.Text()),
+        _ci.c.value.in_(sa.bindparam("values", expanding=True)),
+    )
+    return _load_statement(postgres, contacts.c.id.in_(owners))
+
+
 _OWNERS_BY_VALUE = sa.select(_ci.c.kind, _ci.c.value, _ci.c.contact_id).where(
     _ci.c.kind == sa.bindparam("kind"), _ci.c.value.in_(sa.bindparam("values", expanding=True))
 )
@@ -162,11 +173,15 @@ class ContactQueries(Queries):
         """Every contact holding any of these identifiers or having one of these ids, oldest
         first: one query per chunk of a thousand identifiers of a kind, one per chunk of ids."""
         pairs = {(IdentifierKind(kind).value, value) for kind, value in identifiers}
-        wanted = set(ids) | {owner for _, _, owner in self._owners(pairs)}
-        found: list[Contact] = []
-        for part in chunks(sorted(wanted)):
-            found += self._load(_in_ids(self._postgres), {"ids": part})
-        return sorted(found, key=lambda c: (c.created_at, c.id))
+        found: dict[str, Contact] = {}
+        # Owners read with their identifiers in one statement per chunk (not their ids first,
+        # then the contacts: the group's lookup read each row twice).
+        for kind, part in _by_kind(pairs):
+            values = {"kind": kind, "values": list(part)}
+            found.update((c.id, c) for c in self._load(_owning(self._postgres), values))
+        for part in chunks(sorted(set(ids) - found.keys())):
+            found.update((c.id, c) for c in self._load(_in_ids(self._postgres), {"ids": part}))
+        return sorted(found.values(), key=lambda c: (c.created_at, c.id))
 
     def save_contacts(self, contacts: Sequence[Contact]) -> None:
         """`save_contact` for each, as if one after the other, in a few statements for all;

@@ -21,6 +21,10 @@ _SEQUENCE_PAST = sa.text(
 )
 
 
+# Asked by every ingest transaction that holds its events: built once, read on the driver.
+_TOP_SEQ = sa.select(sa.func.max(_e.c.seq).label("top"))
+
+
 class EventRowQueries(Queries):
     """The `EventNumbering` port over one connection."""
 
@@ -29,7 +33,8 @@ class EventRowQueries(Queries):
         insert ignored as a duplicate takes none. PostgreSQL's sequence cannot say."""
         if self._postgres:
             return None
-        top = self._execute(sa.select(sa.func.max(_e.c.seq))).scalar_one()
+        [row] = self._select_rows(_TOP_SEQ, {})
+        top: int | None = row["top"]
         return (top or 0) + 1
 
     def add_numbered_events(self, events: Sequence[NumberedEvent]) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from tidings.adapters.clock import as_utc
 from tidings.adapters.sql import mapping
@@ -64,6 +65,45 @@ def _contact_events(names: bool, since: bool, until: bool) -> sa.Select[tuple[ob
     return sa.select(_e).where(*where).order_by(_e.c.occurred_at, _e.c.seq)
 
 
+# Claimed by every engine pass, whatever the events' names: read on the driver on SQLite, where
+# SQLAlchemy's result rows and their chained converters cost more than reading the events.
+_CLAIM = (
+    sa.select(_e)
+    .where(UNPROCESSED)
+    .order_by(_e.c.seq)
+    .limit(sa.bindparam("limit", type_=sa.Integer()))
+    .with_for_update(skip_locked=True)
+)
+
+
+# Run after every engine pass, for every event it claimed: built once, and on SQLite run on the
+# driver's cursor (SQLAlchemy's building and executing of it cost more than SQLite's update).
+_MARK_PROCESSED = (
+    sa.update(_e)
+    .where(_e.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+    .values(processed=True, processed_at=sa.func.now())
+)
+
+
+# Bounded: a dialect is one engine's, and a claim's length is one of a few.
+@functools.lru_cache(maxsize=256)
+def _mark_processed_sql(dialect: Dialect, count: int) -> str:
+    """`_MARK_PROCESSED` for `count` seqs, as SQLAlchemy expands it on a positional dialect
+    (SQLite): its parameters are True, then the seqs."""
+    compiled = _MARK_PROCESSED.compile(dialect=dialect)
+    state = compiled.construct_expanded_state({"seqs": list(range(count))})
+    if list(state.positional_parameters) != [True, *range(count)]:  # pragma: no cover
+        raise ValueError(f"unexpected parameters for {state.statement!r}")
+    sql: str = state.statement
+    return sql
+
+
+# Which of a group's dedup keys are held: one indexed lookup per chunk of keys.
+_HELD_KEYS = sa.select(_e.c.dedup_key).where(
+    _e.c.dedup_key.in_(sa.bindparam("keys", expanding=True))
+)
+
+
 class EventQueries(Queries):
     """The `EventLog` port over one connection."""
 
@@ -93,25 +133,26 @@ class EventQueries(Queries):
         }
         return event.model_copy(update=stored), True
 
+    def held_dedup_keys(self, keys: Collection[str]) -> set[str]:
+        """The keys among these that stored events hold (one query per chunk of keys)."""
+        held: set[str] = set()
+        for part in chunks(sorted(set(keys))):
+            rows = self._select_rows(_HELD_KEYS, {"keys": list(part)})
+            held.update(row["dedup_key"] for row in rows)
+        return held
+
     def claim_events(self, limit: int) -> list[Event]:
         """Unprocessed events in seq order, locked for this transaction.
 
         On PostgreSQL, other processes' claims are skipped, and so is any event whose contact
         has an earlier event another process is still holding: per-contact order is kept.
         """
-        stmt = (
-            sa.select(_e)
-            .where(UNPROCESSED)
-            .order_by(_e.c.seq)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = list(self._execute(stmt).mappings())
+        rows = list(self._select_rows(_CLAIM, {"limit": limit}))
         if self._postgres and rows:
             rows = self._without_blocked_contacts(rows)
         return [mapping.event_from_row(row) for row in rows]
 
-    def _without_blocked_contacts(self, rows: list[sa.RowMapping]) -> list[sa.RowMapping]:
+    def _without_blocked_contacts(self, rows: list[Mapping[Any, Any]]) -> list[Mapping[Any, Any]]:
         """Drop claimed events that come after an earlier event of theirs held elsewhere."""
         claimed = [row["seq"] for row in rows]
         contact_ids = {row["contact_id"] for row in rows if row["contact_id"] is not None}
@@ -136,11 +177,13 @@ class EventQueries(Queries):
     def mark_events_processed(self, seqs: Sequence[int]) -> None:
         """Mark events as applied to the workflows (same transaction as their effects)."""
         for part in chunks(sorted(set(seqs))):
-            self._execute(
-                sa.update(_e)
-                .where(_e.c.seq.in_(part))
-                .values(processed=True, processed_at=sa.func.now())
-            )
+            if self._postgres:
+                self._execute(_MARK_PROCESSED, {"seqs": list(part)})
+                continue
+            sql = _mark_processed_sql(self._conn.dialect, len(part))
+            parameters = (True, *part)
+            with self._driver_errors(sql, parameters):
+                self._driver_cursor().execute(sql, parameters)
 
     def contact_events(
         self,
