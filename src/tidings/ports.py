@@ -293,6 +293,16 @@ class DeliveryBatch(Protocol):
         ...
 
 
+class DeliverySaves(Protocol):
+    """The delivery states of many messages saved at once: the worker records the outcomes that
+    finished together in one statement. Offered by the stores' units of work (and by wrappers
+    that count saves); see `batch_reads.save_messages` for how it is looked up."""
+
+    def save_messages(self, messages: Sequence[Message]) -> None:
+        """`save_message` of each, in order, as one statement where the store can."""
+        ...
+
+
 class WorkflowVersions(Protocol):
     """The source of every workflow version runs started on, so they survive a reload."""
 

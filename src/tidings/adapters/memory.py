@@ -266,6 +266,11 @@ class MemoryUnitOfWork(MemoryEventLog):
         if message.status is not MessageStatus.sending:
             self._j.pop(self._s.leases, message.key)
 
+    def save_messages(self, messages: Sequence[Message]) -> None:
+        """`save_message` of each, in order (`DeliverySaves`)."""
+        for message in messages:
+            self.save_message(message)
+
     def get_message(self, key: str) -> Message | None:
         """One message by key."""
         message = self._s.messages.get(key)

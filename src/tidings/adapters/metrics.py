@@ -23,6 +23,7 @@ from tidings.model.events import Event
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import NumberedEvent, Store, UnitOfWork
+from tidings.service.batch_reads import save_messages
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -187,6 +188,15 @@ class MeteredUnitOfWork:
     def save_message(self, message: Message) -> None:
         """Save a delivery state, counting sent, failed, cancelled and deferred per channel."""
         self._inner.save_message(message)
+        self._count_saved(message)
+
+    def save_messages(self, messages: Sequence[Message]) -> None:
+        """Save delivery states together, counting each as `save_message` does."""
+        save_messages(self._inner, messages)
+        for message in messages:
+            self._count_saved(message)
+
+    def _count_saved(self, message: Message) -> None:
         channel = message.channel.value
         if message.status is MessageStatus.sent:
             self._observed.add("tidings_messages_sent_total", channel=channel)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import aiosmtplib
 
 from tidings.adapters.email_message import build_email, envelope, needs_smtputf8, to_bytes
+from tidings.adapters.smtp_mail import send_mail
 from tidings.adapters.smtp_url import SmtpUrl, TlsMode
 from tidings.errors import PermanentDeliveryError, TemporaryDeliveryError
 from tidings.model.messages import Message
@@ -77,11 +78,13 @@ class SmtpSender:
                             f"{recipient.addr_spec}: address needs SMTPUTF8, "
                             "which the server does not offer"
                         )
-                    await client.sendmail(
+                    await send_mail(
+                        client,
                         sender.addr_spec,
-                        [recipient.addr_spec],
+                        recipient.addr_spec,
                         data,
                         mail_options=_mail_options(client, utf8=utf8),
+                        timeout_s=self._timeout_s,
                     )
                 except aiosmtplib.SMTPTimeoutError as exc:
                     # The server may still be busy with the message: no second try here.

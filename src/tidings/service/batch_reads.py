@@ -1,9 +1,10 @@
 """The records behind a batch of outbox messages, read by key: one query per table where the
-unit of work offers bulk reads (`DeliveryBatch`, `ContactBatch`), one per record where not."""
+unit of work offers bulk reads (`DeliveryBatch`, `ContactBatch`), one per record where not;
+and their delivery states saved together (`DeliverySaves`)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -11,7 +12,7 @@ from tidings.model.contacts import Contact
 from tidings.model.events import Event
 from tidings.model.messages import Message
 from tidings.model.runs import Run
-from tidings.ports import ContactBatch, DeliveryBatch, UnitOfWork
+from tidings.ports import ContactBatch, DeliveryBatch, DeliverySaves, UnitOfWork
 
 
 def _delivery_batch(uow: UnitOfWork) -> DeliveryBatch | None:
@@ -68,3 +69,15 @@ def events_by_contact(
         if event.contact_id is not None:
             found.setdefault(event.contact_id, []).append(event)
     return found
+
+
+def save_messages(uow: UnitOfWork, messages: Sequence[Message]) -> None:
+    """`save_message` of each, in order: in one statement where the unit of work's own class
+    offers `save_messages`. Looked up on the class, not the object: a wrapper that passes names
+    it does not define through (`__getattr__`) while counting or checking `save_message` must
+    still see every save."""
+    if callable(getattr(type(uow), "save_messages", None)):
+        cast(DeliverySaves, uow).save_messages(messages)
+        return
+    for message in messages:
+        uow.save_message(message)

@@ -5,7 +5,8 @@ lease) and, in that same transaction, cancels those recalled since they were que
 `recall`: their run exited by a goal or was restarted, the contact unsubscribed, or the run
 finished with the send and an event since reaches one of its exit goals: hence the worker's
 workflow registry and engine environment). It sends the rest concurrently and records the
-results as the sends finish, those that finished together in one short transaction:
+results as the sends finish, those that finished together in one short transaction
+(`delivery_outcomes`):
 
 - sent: status `sent`, `sent_at`, the provider's reference, and a `delivered` trace entry;
 - temporary failure: back to `pending` with `attempts + 1`, `last_error` and
@@ -29,87 +30,27 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tidings.engine.decision import Environment
 from tidings.errors import DeliveryError, PermanentDeliveryError
 from tidings.model.contacts import Channel
-from tidings.model.durations import format_duration
 from tidings.model.messages import Message, MessageStatus
-from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, EmailSender, SmsSender, Store, UnitOfWork
-from tidings.service.batch_reads import messages_by_key
+from tidings.service.delivery_outcomes import DeliveryStats, Outcome, OutcomeRecorder, retry_delay
 from tidings.service.recall import Goals, recall
 from tidings.service.registry import WorkflowRegistry
+
+__all__ = ["DeliveryStats", "DeliveryWorker", "retry_delay"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _MAX_ERROR = 1000  # characters of a server's reply kept in `last_error` and the trace
-
-
-@dataclass
-class DeliveryStats:
-    """What one or more rounds did; true when anything was claimed.
-
-    So `while await worker.run_once(): ...` drains what is due now.
-    """
-
-    claimed: int = 0
-    sent: int = 0
-    retrying: int = 0  # temporary failures, to be attempted again later
-    failed: int = 0  # permanent failures and messages out of time
-    cancelled: int = 0  # recalled at claim time, never sent
-
-    def __bool__(self) -> bool:
-        return self.claimed > 0
-
-    def count(self, status: MessageStatus | None) -> None:
-        """Count one recorded outcome (None: dropped, finished elsewhere)."""
-        if status is MessageStatus.sent:
-            self.sent += 1
-        elif status is MessageStatus.pending:
-            self.retrying += 1
-        elif status is MessageStatus.failed:
-            self.failed += 1
-
-    def __add__(self, other: DeliveryStats) -> DeliveryStats:
-        return DeliveryStats(
-            self.claimed + other.claimed,
-            self.sent + other.sent,
-            self.retrying + other.retrying,
-            self.failed + other.failed,
-            self.cancelled + other.cancelled,
-        )
-
-
-def retry_delay(key: str, attempts: int, *, base_s: float, max_s: float) -> timedelta:
-    """How long to wait after the `attempts`-th failed attempt: exponential, capped, jittered.
-
-    The ceiling doubles from `base_s` and stops at `max_s`; the delay falls in the upper half
-    of it, at a point fixed by the key and attempt number, so that messages which failed
-    together (an outage) come back spread out, and the same message always waits the same.
-    """
-    exponent = min(max(attempts, 1) - 1, 64)  # 2**64 * base is past any sensible cap
-    ceiling = min(max_s, base_s * 2.0**exponent)
-    digest = hashlib.sha256(f"{key}#{attempts}".encode()).digest()
-    fraction = int.from_bytes(digest[:8], "big") / 2**64
-    return timedelta(seconds=ceiling * (0.5 + 0.5 * fraction))
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """The result of one attempt, before it is recorded."""
-
-    reference: str | None = None
-    error: str | None = None
-    permanent: bool = False
 
 
 class DeliveryWorker:
@@ -142,9 +83,7 @@ class DeliveryWorker:
         self._goals = Goals(registry, env)
         self._batch = batch
         self._lease = lease
-        self._max_age = max_age
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
+        self._outcomes = OutcomeRecorder(clock, max_age, backoff_base_s, backoff_max_s)
         self._concurrency = concurrency
         self._store_lock = threading.Lock()
 
@@ -194,7 +133,7 @@ class DeliveryWorker:
             sending[asyncio.create_task(self._send(message))] = order
 
     async def _record_and_check(
-        self, finished: Sequence[tuple[Message, _Outcome]], wave: Sequence[tuple[int, Message]]
+        self, finished: Sequence[tuple[Message, Outcome]], wave: Sequence[tuple[int, Message]]
     ) -> tuple[list[MessageStatus | None], list[tuple[int, Message]], Exception | None]:
         """Record outcomes and check the next wave for recall, in one transaction; the statuses
         recorded, the wave's messages still to send, and what failed if anything did.
@@ -210,7 +149,7 @@ class DeliveryWorker:
         def record_and_check(
             uow: UnitOfWork,
         ) -> tuple[list[MessageStatus | None], list[tuple[int, Message]]]:
-            statuses = self._record_all(uow, finished) if finished else []
+            statuses = self._outcomes.record_all(uow, finished) if finished else []
             return statuses, self._check_again(uow, wave)
 
         try:
@@ -260,12 +199,12 @@ class DeliveryWorker:
         claimed = uow.claim_messages(now, self._batch, self._lease)
         return len(claimed), recall(uow, claimed, now, self._goals) if claimed else []
 
-    async def _send(self, message: Message) -> tuple[Message, _Outcome]:
+    async def _send(self, message: Message) -> tuple[Message, Outcome]:
         """Send one message; the outcome, not yet recorded."""
         return message, await self._attempt(message)
 
     async def _record_batch(
-        self, finished: Sequence[tuple[Message, _Outcome]]
+        self, finished: Sequence[tuple[Message, Outcome]]
     ) -> tuple[list[MessageStatus | None], Exception | None]:
         """Record outcomes in one transaction; the statuses recorded, and what failed if any.
 
@@ -278,7 +217,7 @@ class DeliveryWorker:
         if not finished:
             return [], None
         try:
-            return await self._in_store(lambda uow: self._record_all(uow, finished)), None
+            return await self._in_store(lambda uow: self._outcomes.record_all(uow, finished)), None
         except Exception as exc:
             if len(finished) == 1:
                 return [], exc
@@ -287,12 +226,14 @@ class DeliveryWorker:
         failure: Exception | None = None
         for one in finished:
             try:
-                statuses += await self._in_store(functools.partial(self._record_all, done=[one]))
+                statuses += await self._in_store(
+                    functools.partial(self._outcomes.record_all, done=[one])
+                )
             except Exception as exc:
                 failure = failure or exc
         return statuses, failure
 
-    async def _attempt(self, message: Message) -> _Outcome:
+    async def _attempt(self, message: Message) -> Outcome:
         """One delivery attempt; every Exception becomes an outcome.
 
         So one message's trouble never stops the others. BaseExceptions (cancellation, exit)
@@ -304,96 +245,15 @@ class DeliveryWorker:
             else:
                 reference = await self._sms.send_sms(message)
         except PermanentDeliveryError as exc:
-            return _Outcome(error=_text(exc), permanent=True)
+            return Outcome(error=_text(exc), permanent=True)
         except DeliveryError as exc:
-            return _Outcome(error=_text(exc))
+            return Outcome(error=_text(exc))
         except Exception as exc:
             # A sender bug or an odd reply it did not expect: try again later rather than
             # lose the message, and say so loudly.
             log.exception("sender raised an unexpected error for message %s", message.key)
-            return _Outcome(error=_text(exc))
-        return _Outcome(reference=reference)
-
-    def _record_all(
-        self, uow: UnitOfWork, done: Sequence[tuple[Message, _Outcome]]
-    ) -> list[MessageStatus | None]:
-        """Write outcomes, each as `_record` says, with one read and one trace write for all."""
-        current = messages_by_key(uow, [claimed.key for claimed, _ in done])
-        trace: list[TraceEntry] = []
-        statuses = [
-            self._record(uow, current.get(claimed.key), claimed, outcome, trace)
-            for claimed, outcome in done
-        ]
-        if trace:
-            uow.add_trace(trace)
-        return statuses
-
-    def _record(
-        self,
-        uow: UnitOfWork,
-        current: Message | None,
-        claimed: Message,
-        outcome: _Outcome,
-        trace: list[TraceEntry],
-    ) -> MessageStatus | None:
-        """Write one outcome (its trace entry onto `trace`); a message no longer `sending`
-        (finished elsewhere) is left be."""
-        if current is None or current.status is not MessageStatus.sending:
-            log.warning("message %s changed while it was being sent; outcome dropped", claimed.key)
-            return None
-        now = self._clock.now()
-        attempts = current.attempts + 1
-        update: dict[str, Any] = {"attempts": attempts, "next_attempt_at": None}
-        entry: TraceEntry | None = None
-        if outcome.error is None:
-            update.update(
-                status=MessageStatus.sent,
-                sent_at=now,
-                provider_id=outcome.reference,
-                last_error=None,
-            )
-            entry = current.trace_entry(
-                now,
-                TraceKind.delivered,
-                f"{_what(current)} delivered",
-                attempts=attempts,
-                provider_id=outcome.reference,
-            )
-        elif outcome.permanent or now >= current.not_before + self._max_age:
-            error = outcome.error
-            if not outcome.permanent:
-                age = format_duration(now - current.not_before)
-                error = (
-                    f"gave up after {attempts} attempts over {age}"
-                    f" (delivery max age {format_duration(self._max_age)}): {error}"
-                )
-            update.update(status=MessageStatus.failed, last_error=error)
-            entry = current.trace_entry(
-                now,
-                TraceKind.delivery_failed,
-                f"{_what(current)}: {error}",
-                attempts=attempts,
-                error=error,
-            )
-        else:
-            delay = retry_delay(
-                current.key,
-                attempts,
-                base_s=self._backoff_base_s,
-                max_s=self._backoff_max_s,
-            )
-            update.update(
-                status=MessageStatus.pending,
-                last_error=outcome.error,
-                # The last attempt is made at the max age, not up to a backoff after it.
-                next_attempt_at=min(now + delay, current.not_before + self._max_age),
-            )
-        uow.save_message(current.model_copy(update=update))
-        if entry is not None:
-            trace.append(entry)
-        status: MessageStatus = update["status"]
-        log.info("message %s: %s after %d attempt(s)", current.key, status.value, attempts)
-        return status
+            return Outcome(error=_text(exc))
+        return Outcome(reference=reference)
 
     async def _in_store(self, work: Callable[[UnitOfWork], _T]) -> _T:
         """Run `work` in one transaction, off the event loop (a commit may wait on the disk)."""
@@ -405,7 +265,7 @@ class DeliveryWorker:
             return work(uow)
 
 
-_Sending = dict[asyncio.Task[tuple[Message, _Outcome]], int]
+_Sending = dict[asyncio.Task[tuple[Message, Outcome]], int]
 
 
 def _next_wave(
@@ -416,10 +276,10 @@ def _next_wave(
 
 
 def _results(
-    done: Sequence[asyncio.Task[tuple[Message, _Outcome]]],
-) -> tuple[list[tuple[Message, _Outcome]], BaseException | None]:
+    done: Sequence[asyncio.Task[tuple[Message, Outcome]]],
+) -> tuple[list[tuple[Message, Outcome]], BaseException | None]:
     """The outcomes of finished sends, and the first BaseException one of them ended with."""
-    finished: list[tuple[Message, _Outcome]] = []
+    finished: list[tuple[Message, Outcome]] = []
     abandoned: BaseException | None = None
     for task in done:
         error = asyncio.CancelledError() if task.cancelled() else task.exception()
@@ -428,11 +288,6 @@ def _results(
         elif abandoned is None:
             abandoned = error
     return finished, abandoned
-
-
-def _what(message: Message) -> str:
-    """`email to a@b.c` / `sms to +336…`, for trace lines."""
-    return f"{message.channel.value} to {message.to}"
 
 
 def _text(exc: BaseException) -> str:

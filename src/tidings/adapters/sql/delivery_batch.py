@@ -41,16 +41,16 @@ class DeliveryBatchQueries(Queries):
         """The messages with these keys, by key (unknown keys are left out)."""
         found: list[Message] = []
         for part in chunks(sorted(set(keys))):
-            rows = self._execute(_messages_by_key(self._postgres), {"keys": list(part)})
-            found += [mapping.message_from_row(row) for row in rows.mappings()]
+            rows = self._select_rows(_messages_by_key(self._postgres), {"keys": list(part)})
+            found += [mapping.message_from_row(row) for row in rows]
         return found
 
     def get_runs(self, ids: Collection[str]) -> list[Run]:
         """The runs with these ids, by id (unknown ids are left out)."""
         found: list[Run] = []
         for part in chunks(sorted(set(ids))):
-            rows = self._execute(_runs_by_id(self._postgres), {"ids": list(part)})
-            found += [mapping.run_from_row(row) for row in rows.mappings()]
+            rows = self._select_rows(_runs_by_id(self._postgres), {"ids": list(part)})
+            found += [mapping.run_from_row(row) for row in rows]
         return found
 
     def contact_events_many(
