@@ -158,8 +158,7 @@ def to_event(
                 "event_date", "is required to replay a log (there is no time of receipt)"
             )
         now = v.event_date(raw, "event_date", now=_EPOCH, limits=_ANY_DATE)
-    event = brevo_event(body, now=now, limits=limits, source=source)
-    return event.model_copy(update={"id": row.event_id})
+    return brevo_event(body, now=now, limits=limits, source=source, event_id=row.event_id)
 
 
 class _Joined:
