@@ -18,10 +18,14 @@ import jinja2
 from jinja2 import nodes
 
 from tidings.compile.sandbox import describe, make_environment
-from tidings.service.csv_mapping import PropertySpec, typed
+from tidings.service.csv_mapping import PropertySpec, ValueType, typed
 
 _KEPT = 100_000  # distinct renderings kept per template (then it starts again)
 _UNCACHED = frozenset({"random"})  # filters whose text is not a function of their input
+
+
+# (property, constant, template, column, what an empty cell gives, type) of one PropertySpec
+_Plan = tuple[str, Any, str | None, str, str, ValueType]
 
 
 class RowValues:
@@ -32,31 +36,37 @@ class RowValues:
         self._env = make_environment()
         self._compiled: dict[str, tuple[jinja2.Template, tuple[str, ...] | None]] = {}
         self._rendered: dict[tuple[str, ...], str] = {}
+        self._plans: dict[int, tuple[dict[str, PropertySpec], list[_Plan]]] = {}
 
     def values(self, specs: dict[str, PropertySpec], cells: dict[str, str]) -> dict[str, Any]:
         """The properties `specs` make of one row's cells; ValueError names a bad cell."""
         values: dict[str, Any] = {}
-        for name, spec in specs.items():
-            if spec.value is not None:
-                values[name] = spec.value
+        for name, value, template, column, empty, kind in self._plan(specs):
+            if value is not None:
+                values[name] = value
                 continue
-            if spec.template is not None:
-                text = self.render(spec.template, cells, name)
-            else:
-                text = cells[spec.column or ""]
+            text = self.render(template, cells, name) if template is not None else cells[column]
             if not text.strip():
-                if spec.empty == "omit":
+                if empty == "omit":
                     continue
-                if spec.empty == "null":
-                    values[name] = None
-                    continue
-                values[name] = text
+                values[name] = None if empty == "null" else text
                 continue
             try:
-                values[name] = typed(text, spec.type)
+                values[name] = typed(text, kind)
             except ValueError as exc:
-                raise ValueError(f"{spec.column or name}: {exc}") from exc
+                raise ValueError(f"{column or name}: {exc}") from exc
         return values
+
+    def _plan(self, specs: dict[str, PropertySpec]) -> list[_Plan]:
+        """The specs as plain tuples, read once per mapping rather than once per row."""
+        kept = self._plans.get(id(specs))
+        if kept is None or kept[0] is not specs:
+            plan: list[_Plan] = [
+                (name, s.value, s.template, s.column or "", str(s.empty), s.type)
+                for name, s in specs.items()
+            ]
+            kept = self._plans[id(specs)] = (specs, plan)
+        return kept[1]
 
     def render(self, source: str, cells: dict[str, str], name: str) -> str:
         """A property template over the row, in the sandbox (kept per input when it can be)."""

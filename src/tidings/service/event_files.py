@@ -27,6 +27,8 @@ from tidings.service.csv_groups import Groups
 from tidings.service.csv_mapping import Mapping
 from tidings.service.csv_values import RowValues
 
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), made once
+
 
 @dataclass(frozen=True)
 class SourceRow:
@@ -40,7 +42,7 @@ class SourceRow:
     @property
     def event_id(self) -> str:
         """A stable id for the event this row became."""
-        digest = hashlib.sha256(json.dumps(self.body, sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(_SORTED_JSON.encode(self.body).encode()).hexdigest()
         return f"L{self.line}-{digest[:12]}"
 
 
