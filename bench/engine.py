@@ -21,7 +21,10 @@ read through the mapping (mappings/rees46.yaml) and checked (timed apart as "rea
 replayed through the example workflows (workflows/, templates/) with the real engine on a fresh
 SQLite file: contacts resolved, events stored, runs started and advanced, timers fired in
 virtual time, trace and outbox written, 500 events per transaction, messages written as files,
-the report built. events/s = events replayed / replay seconds.
+the report built. events/s = events replayed / replay seconds. The process collects garbage as
+`tidings simulate` does (`tidings.cli.main.settle_gc`: start-up heap frozen, the young
+generation collected every 50,000 allocations); `--default-gc` keeps Python's defaults (700),
+under which about a seventh of the replay's CPU is spent in the collector.
 
 Raw figure, measured in the same run: the same rows (the scaled CSV's 9 columns, as text)
 inserted with Python's sqlite3 `executemany`, 500 rows per transaction (the replay's chunk),
@@ -140,12 +143,12 @@ def replay(path: Path, folder: Path) -> dict[str, float]:
         mapping=REPO / "mappings" / "rees46.yaml",
         database_url=None,  # as `tidings simulate` by default: a fresh temporary SQLite file
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     events = read_file(request)
-    read_s = time.perf_counter() - start
-    start = time.perf_counter()
+    read_s, read_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
     result = simulate(request, load_settings(environ={}), events)
-    replay_s = time.perf_counter() - start
+    replay_s, replay_cpu = time.perf_counter() - start, time.process_time() - cpu
     if result.problems:
         sys.exit(f"example workflows do not load: {result.problems}")
     totals = result.report.totals
@@ -156,6 +159,8 @@ def replay(path: Path, folder: Path) -> dict[str, float]:
         "messages": float(totals.messages),
         "read_s": read_s,
         "replay_s": replay_s,
+        "read_cpu": read_cpu,
+        "replay_cpu": replay_cpu,
     }
 
 
@@ -168,13 +173,21 @@ def main() -> None:
     parser.add_argument("--clones", type=int, help="copies of the sample (default 1)")
     parser.add_argument("--runs", type=int, help="runs (default 3; 1 with --full)")
     parser.add_argument("--sample", type=Path, default=SAMPLE, help=f"default {SAMPLE_SHOWN}")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="Python's collector settings, not the CLI's"
+    )
     args = parser.parse_args()
+    if not args.default_gc:
+        from tidings.cli.main import settle_gc
+
+        settle_gc()  # as `tidings simulate` starts: the figure is the command's
     clones = args.clones or (FULL_CLONES if args.full else 1)
     runs = args.runs or (1 if args.full else 3)
     header(
         "engine: simulate's replay of the scaled REES46 log through the example workflows, SQLite"
     )
     print(load_line())
+    print("collector: " + ("Python's defaults" if args.default_gc else "as the CLI (settle_gc)"))
     with tempfile.TemporaryDirectory(prefix="tidings-bench-engine-") as name:
         folder = Path(name)
         log = folder / "rees46_scaled.csv"
@@ -185,6 +198,8 @@ def main() -> None:
         raw: list[float] = []
         engine: list[float] = []
         reads: list[float] = []
+        cpu_read: list[float] = []  # this process's CPU per event (the outbox writer's aside)
+        cpu_replay: list[float] = []
         for n in range(runs):
             raw_rate, _ = raw_insert(log, folder)
             raw.append(raw_rate)
@@ -193,11 +208,14 @@ def main() -> None:
             rate = result["replayed"] / result["replay_s"]
             engine.append(rate)
             reads.append(result["events"] / result["read_s"])
+            cpu_read.append(result["read_cpu"] / result["events"] * 1e6)
+            cpu_replay.append(result["replay_cpu"] / result["replayed"] * 1e6)
             print(
                 f"   run {n + 1}: raw sqlite3 {raw_rate:,.0f} rows/s; read+check {result['read_s']:.1f} s"
                 f" ({reads[-1]:,.0f} events/s); replay {result['replay_s']:.1f} s: {rate:,.0f} events/s"
                 f" ({result['replayed']:,.0f} events, {result['timers']:,.0f} timers fired,"
-                f" {result['messages']:,.0f} messages)",
+                f" {result['messages']:,.0f} messages); CPU {cpu_read[-1]:,.0f} us/event read,"
+                f" {cpu_replay[-1]:,.0f} us/event replay",
                 flush=True,
             )
     print()
@@ -207,6 +225,8 @@ def main() -> None:
                 ["figure", "median"],
                 ["engine (replay through workflows and store), events/s", spread(engine)],
                 ["read and check through the mapping, events/s", spread(reads)],
+                ["CPU per event, replay (us, in process)", spread(cpu_replay)],
+                ["CPU per event, read and check (us, in process)", spread(cpu_read)],
                 ["raw sqlite3 batched inserts of the same rows, rows/s", spread(raw)],
                 ["engine / raw", f"{median(engine) / median(raw):.1%}"],
             ]

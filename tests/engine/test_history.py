@@ -140,3 +140,20 @@ def test_an_event_name_that_is_not_text_matches_nothing() -> None:
 def test_where_with_a_key_that_is_not_text_is_refused() -> None:
     with pytest.raises(ValueError, match="where: expected a mapping"):
         History(VIEWS, T0).count_events("product_viewed", where={"product_id": 7, 1: 2})
+
+
+def test_a_stored_copy_of_the_current_event_dated_after_now_counts_once() -> None:
+    current = make_event("cart_updated", T0 + timedelta(seconds=2), id="c")
+    stored = current.model_copy(update={"seq": 7})  # the store's copy of the same event
+    history = History([*PAST, stored], T0, current)
+    assert history.count_events("cart_updated") == 1
+    assert history.events("cart_updated")[0] is current
+
+
+def test_a_within_text_reaches_back_the_same_signed_or_not_and_a_bad_one_fails_each_time() -> None:
+    history = History(PAST, T0)
+    assert history.count_events("order_completed", within="-7d") == 1
+    assert history.count_events("order_completed", within="7d") == 1
+    for _ in range(2):
+        with pytest.raises(ValueError, match="expected a duration"):
+            history.count_events("order_completed", within="soon")

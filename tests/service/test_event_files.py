@@ -255,3 +255,25 @@ def test_the_rees46_sample_reads_whole_with_counts_matching_the_raw_rows() -> No
 def _seconds(stamp: str) -> int:
     hours, minutes, seconds = stamp.split(" ")[1].split(":")
     return int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+
+
+def test_rows_sharing_a_time_cell_and_a_bad_time_repeated_are_each_read_on_their_own() -> None:
+    rows = read_csv(
+        "\n".join(
+            [
+                HEADER,
+                "2019-10-01 00:00:01 UTC,view,1,2053013555631882655,,,1.00,7,s1",
+                "2019-10-01 00:00:01 UTC,view,2,2053013555631882655,,,1.00,8,s2",
+                "yesterday,view,3,2053013555631882655,,,1.00,7,s1",
+                "yesterday,view,4,2053013555631882655,,,1.00,7,s1",
+                "2019-10-01 00:00:02 UTC,view,5,2053013555631882655,,,1.00,7,s1",
+            ]
+        )
+    )
+    assert [(r.line, r.body["event_date"] if r.body else r.error) for r in rows] == [
+        (2, "2019-10-01T00:00:01+00:00"),
+        (3, "2019-10-01T00:00:01+00:00"),
+        (4, "event_time: time data 'yesterday' does not match format '%Y-%m-%d %H:%M:%S UTC'"),
+        (5, "event_time: time data 'yesterday' does not match format '%Y-%m-%d %H:%M:%S UTC'"),
+        (6, "2019-10-01T00:00:02+00:00"),
+    ]

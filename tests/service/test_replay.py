@@ -375,3 +375,16 @@ def test_progress_is_told_of_every_event_a_few_at_a_time(
     replay(lines, progress=told.append)
 
     assert told == [1] * 7  # every event, though each transaction here holds two
+
+
+def test_an_event_read_from_a_file_has_its_rows_stable_id() -> None:
+    line = json.dumps(
+        {"event_name": "visited", "identifiers": {"ext_id": "7"}, "event_date": T0.isoformat()}
+    )
+    ids = []
+    for _ in range(2):
+        rows = list(read_jsonl([line]))
+        [(_, event)] = read_events(rows, limits=Limits(), source="simulate").events()
+        ids.append(event.id)
+    assert ids[0] == ids[1] == rows[0].event_id
+    assert ids[0].startswith("L1-")

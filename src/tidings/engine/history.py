@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
@@ -29,14 +30,13 @@ class History:
     """The events one decision may look back on."""
 
     def __init__(self, events: Sequence[Event], now: datetime, current: Event | None = None):
-        seen: set[str] = set()
+        # The current event's id counts as seen: a stored copy of it is left out, and it goes
+        # in once, whatever its date.
+        seen: set[str] = set() if current is None else {current.id}
         kept: list[Event] = []
-        current_id = current.id if current is not None else None
         for event in events:
             event_id = event.id
-            if event_id in seen or (event.occurred_at > now and event is not current):
-                continue
-            if current is not None and event_id == current_id:
+            if event_id in seen or event.occurred_at > now:
                 continue
             seen.add(event_id)
             kept.append(event)
@@ -108,6 +108,8 @@ class History:
 
 def _earliest(now: datetime, since: Any, within: Any) -> datetime | None:
     """The start of the window a history query looks at (None: all of it)."""
+    if since is None and type(within) is str:  # the usual `within="1d"`
+        return now - _span(within)
     bounds: list[datetime] = []
     if since is not None:
         bounds.append(_as_instant(since))
@@ -115,6 +117,12 @@ def _earliest(now: datetime, since: Any, within: Any) -> datetime | None:
         span = parse_duration(within)
         bounds.append(now - abs(span))
     return max(bounds) if bounds else None
+
+
+@lru_cache(maxsize=256)
+def _span(within: str) -> timedelta:
+    """How far back a `within` text reaches, remembered (a failure raises afresh each time)."""
+    return abs(parse_duration(within))
 
 
 def _as_instant(value: Any) -> datetime:

@@ -16,17 +16,18 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import jinja2
-
-from tidings.compile.sandbox import describe, make_environment
 from tidings.errors import TidingsError
-from tidings.service.csv_mapping import GroupSpec, Mapping, PropertySpec, typed
+from tidings.service.csv_groups import Groups
+from tidings.service.csv_mapping import Mapping
+from tidings.service.csv_values import RowValues
+
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), made once
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class SourceRow:
     @property
     def event_id(self) -> str:
         """A stable id for the event this row became."""
-        digest = hashlib.sha256(json.dumps(self.body, sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(_SORTED_JSON.encode(self.body).encode()).hexdigest()
         return f"L{self.line}-{digest[:12]}"
 
 
@@ -88,27 +89,16 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[SourceRow]:
         yield SourceRow(number, body=body)
 
 
-@dataclass
-class _Group:
-    """An event being built from several rows."""
-
-    line: int
-    started: datetime
-    body: dict[str, Any]
-    items: list[dict[str, Any]] = field(default_factory=list)
-    last: datetime | None = None  # the latest row's time: the merged event's date
-
-
 class CsvReader:
     """Turns CSV rows into events through a mapping, grouping rows where it says so."""
 
     def __init__(self, mapping: Mapping) -> None:
         self.mapping = mapping
         self._zone = ZoneInfo(mapping.time.timezone)
-        self._env = make_environment()
-        self._compiled: dict[str, jinja2.Template] = {}
-        self._open: dict[tuple[str, ...], _Group] = {}  # merge groups waiting for more rows
-        self._carts: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # accumulate state
+        self._groups = Groups(mapping)
+        self._values = RowValues(())
+        # The last time cell read and its time: rows of a log often share their second.
+        self._last_time: tuple[str, datetime] | None = None
 
     def read(self, lines: Iterable[str]) -> Iterator[SourceRow]:
         """Every event (and refused row) of the file, in file order of each event's first row."""
@@ -131,6 +121,7 @@ class CsvReader:
         if missing:
             yield SourceRow(1, error=f"missing column(s): {', '.join(missing)}")
             return
+        self._values = RowValues(header)
         for row in reader:
             line = reader.line_num
             if bad:
@@ -142,7 +133,8 @@ class CsvReader:
                 yield from self._row(line, row, len(header))
             except (ValueError, TidingsError) as exc:
                 yield SourceRow(line, error=str(exc))
-        yield from self._flush_all()
+        for first, body in self._groups.remaining():
+            yield SourceRow(first, body=body)
 
     def _missing_columns(self, header: Sequence[str]) -> list[str]:
         m = self.mapping
@@ -164,7 +156,8 @@ class CsvReader:
         cells = {k: v or "" for k, v in row.items()}
         when = self._time(cells[self.mapping.time.column])
         # Groups whose window closed before this row are complete: emit them first.
-        yield from self._flush_before(when)
+        for first, body in self._groups.closed_before(when):
+            yield SourceRow(first, body=body)
         source_name = cells[self.mapping.event.column].strip()
         name = self.mapping.event.names.get(source_name)
         if name is None:
@@ -179,22 +172,31 @@ class CsvReader:
             "event_name": name,
             "event_date": when.isoformat(),
             "identifiers": {self.mapping.contact.identifier.value: contact},
-            "event_properties": self._values(self.mapping.properties, cells),
+            "event_properties": self._values.values(self.mapping.properties, cells),
         }
-        attributes = self._values(self.mapping.contact_properties, cells)
+        attributes = self._values.values(self.mapping.contact_properties, cells)
         if attributes:
             body["contact_properties"] = attributes
-        group = self.mapping.group_for(name)
+        group = self._groups.rule(name)
         if group is None:
             yield SourceRow(line, body=body)
-        elif group.how == "accumulate":
+            return
+        key = (group.event, contact, *(cells[c] for c in group.by))
+        if group.how == "accumulate":
             removes = group.remove is not None and source_name in group.remove.names
-            key = self._key(group, cells, contact)
-            yield self._accumulate(line, group, key, body, removes=removes)
+            yield SourceRow(line, body=self._groups.accumulate(group, key, body, removes=removes))
         else:
-            self._merge(line, group, self._key(group, cells, contact), body, when)
+            self._groups.merge(line, group, key, body, when)
 
     def _time(self, text: str) -> datetime:
+        last = self._last_time
+        if last is not None and last[0] == text:
+            return last[1]
+        when = self._parse_time(text)
+        self._last_time = (text, when)
+        return when
+
+    def _parse_time(self, text: str) -> datetime:
         spec = self.mapping.time
         try:
             if spec.format == "iso":
@@ -206,119 +208,3 @@ class CsvReader:
         if when.tzinfo is None:
             when = when.replace(tzinfo=self._zone)
         return when.astimezone(UTC)
-
-    def _values(self, specs: dict[str, PropertySpec], cells: dict[str, str]) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, spec in specs.items():
-            if spec.value is not None:
-                values[name] = spec.value
-                continue
-            if spec.template is not None:
-                text = self._render(spec.template, cells, name)
-            else:
-                text = cells[spec.column or ""]
-            if not text.strip():
-                if spec.empty == "omit":
-                    continue
-                if spec.empty == "null":
-                    values[name] = None
-                    continue
-                values[name] = text
-                continue
-            try:
-                values[name] = typed(text, spec.type)
-            except ValueError as exc:
-                raise ValueError(f"{spec.column or name}: {exc}") from exc
-        return values
-
-    def _render(self, source: str, cells: dict[str, str], name: str) -> str:
-        """A property template over the row (`row.brand`), compiled once, in the sandbox."""
-        try:
-            template = self._compiled.get(source)
-            if template is None:
-                template = self._compiled[source] = self._env.from_string(source)
-            return template.render(row=cells)
-        except jinja2.TemplateError as exc:
-            raise ValueError(f"{name}: {describe(exc, source)}") from exc
-
-    def _key(self, group: GroupSpec, cells: dict[str, str], contact: str) -> tuple[str, ...]:
-        return (group.event, contact, *(cells[c] for c in group.by))
-
-    def _item(self, group: GroupSpec, body: dict[str, Any]) -> dict[str, Any]:
-        props = body["event_properties"]
-        return {k: props[k] for k in group.item_properties if k in props}
-
-    def _with_items(
-        self, group: GroupSpec, body: dict[str, Any], items: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        props = {
-            k: v for k, v in body["event_properties"].items() if k not in group.item_properties
-        }
-        props[group.items] = [dict(item) for item in items]
-        for total, item_key in group.totals.items():
-            props[total] = round(sum(float(i.get(item_key, 0) or 0) for i in items), 2)
-        return {**body, "event_properties": props}
-
-    def _accumulate(
-        self,
-        line: int,
-        group: GroupSpec,
-        key: tuple[str, ...],
-        body: dict[str, Any],
-        *,
-        removes: bool = False,
-    ) -> SourceRow:
-        items = self._carts.setdefault(key, [])
-        item = self._item(group, body)
-        if not removes:
-            items.append(item)
-        elif group.remove is not None:
-            # The latest matching item goes; removing what is not there leaves the list as is
-            # (the row still says how the cart stands, so it is still an event).
-            same = [item.get(m) for m in group.remove.match]
-            for index in range(len(items) - 1, -1, -1):
-                if [items[index].get(m) for m in group.remove.match] == same:
-                    del items[index]
-                    break
-        return SourceRow(line, body=self._with_items(group, body, items))
-
-    def _merge(
-        self,
-        line: int,
-        group: GroupSpec,
-        key: tuple[str, ...],
-        body: dict[str, Any],
-        when: datetime,
-    ) -> None:
-        current = self._open.get(key)
-        if current is None:
-            current = self._open[key] = _Group(line, when, body)
-        current.items.append(self._item(group, body))
-        current.last = when
-
-    def _flush_before(self, when: datetime) -> Iterator[SourceRow]:
-        closed = [key for key, g in self._open.items() if when - g.started > self._window(key[0])]
-        yield from self._emit(closed)
-
-    def _flush_all(self) -> Iterator[SourceRow]:
-        yield from self._emit(list(self._open))
-
-    def _emit(self, keys: list[tuple[str, ...]]) -> Iterator[SourceRow]:
-        groups = sorted(((self._open.pop(k), k) for k in keys), key=lambda pair: pair[0].line)
-        for group, key in groups:
-            spec = self.mapping.group_for(key[0])
-            assert spec is not None
-            body = self._with_items(spec, group.body, group.items)
-            # Dated at its last row: an order is complete when its last item is bought, so a
-            # cart updated between two purchase rows of the order is ended by it (the exit
-            # goal counts orders dated at or after the cart).
-            body["event_date"] = (group.last or group.started).isoformat()
-            if spec.id_property is not None:
-                # key = (event, contact, *by values): the group's own values, then its start.
-                stamp = group.started.strftime("%Y%m%dT%H%M%SZ")
-                body["event_properties"][spec.id_property] = "-".join([*key[2:], stamp])
-            yield SourceRow(group.line, body=body)
-
-    def _window(self, event_name: str) -> timedelta:
-        spec = self.mapping.group_for(event_name)
-        return spec.within if spec is not None else timedelta(0)

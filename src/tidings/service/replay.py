@@ -7,11 +7,12 @@ mapping leaves out, counted by reason). Nothing is dropped silently. Events are 
 (`PackedEvents`) and handed out stably by event time, so a replay sees them in time order
 whatever order the file has (a merged order is emitted after its last row, dated at its first).
 
-Writing: a chunk of events per transaction. Each event goes through `IngestService` (contact
-resolution, `contact_properties`, deduplication: the row's id is its idempotency key, so a file
-stored twice is stored once) inside that transaction, then, when replaying, straight to the
-processor in virtual time (timers due before it fire first, at their own due time). Ingesting
-one event at a time keeps contact attributes exactly as they were at each event's date.
+Writing: a chunk of events per transaction. Each event is ingested as `IngestService` would
+(`replay_ingest`: contact resolution, `contact_properties`, deduplication: the row's id is its
+idempotency key, so a file stored twice is stored once) inside that transaction, then, when
+replaying, straight to the processor in virtual time (timers due before it fire first, at their
+own due time). Ingesting one event at a time keeps contact attributes exactly as they were at
+each event's date.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from tidings.errors import ConfigError, EventError
 from tidings.model.events import Event
 from tidings.ports import Clock, Store, UnitOfWork
 from tidings.service import validation as v
+from tidings.service.contacts import random_contact_id
 from tidings.service.csv_mapping import Mapping
 from tidings.service.event_files import CsvReader, SourceRow, open_text, read_jsonl
-from tidings.service.ingest import IngestService
 from tidings.service.packed_events import PackedEvents
 from tidings.service.processing import Processor
 from tidings.service.replay_cache import ReplayCache
+from tidings.service.replay_ingest import ReplayIngest
 from tidings.service.shapes import brevo_event
 from tidings.service.validation import Limits
 
@@ -158,19 +160,7 @@ def to_event(
                 "event_date", "is required to replay a log (there is no time of receipt)"
             )
         now = v.event_date(raw, "event_date", now=_EPOCH, limits=_ANY_DATE)
-    event = brevo_event(body, now=now, limits=limits, source=source)
-    return event.model_copy(update={"id": row.event_id})
-
-
-class _Joined:
-    """A Store whose every transaction is the caller's open unit of work (it commits nothing)."""
-
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
-
-    @contextmanager
-    def transaction(self) -> Iterator[UnitOfWork]:
-        yield self._uow
+    return brevo_event(body, now=now, limits=limits, source=source, event_id=row.event_id)
 
 
 @dataclass
@@ -308,17 +298,14 @@ class Writer:
             yield cached
             cached.flush()
 
-    def _ingest_service(self, uow: UnitOfWork) -> IngestService:
+    def _ingest_service(self, uow: UnitOfWork) -> ReplayIngest:
         """Ingestion writing into the caller's open transaction."""
-        if self.new_contact_id is None:
-            return IngestService(_Joined(uow), self.clock, limits=self.limits)
-        return IngestService(
-            _Joined(uow), self.clock, limits=self.limits, new_contact_id=self.new_contact_id
-        )
+        new_id = self.new_contact_id if self.new_contact_id is not None else random_contact_id
+        return ReplayIngest(uow, new_id, key_id=self.key_id)
 
     def _ingest(
         self,
-        ingest: IngestService,
+        ingest: ReplayIngest,
         line: int,
         event: Event,
         totals: StoreTotals,
@@ -327,19 +314,16 @@ class Writer:
     ) -> Event | None:
         """Store one event (`history`: as already processed); the stored event when new, None
         when refused or a duplicate."""
-        submission = ingest.submission(
-            [event], key_id=self.key_id, body=b"", idempotency_key=event.id, history=history
-        )
         try:
-            outcome = ingest.ingest_now(submission)
+            stored = ingest.store(event, history=history)
         except EventError as exc:
             totals.refused.append(RowProblem(line, str(exc)))
             return None
-        if not outcome.stored:
+        if stored is None:
             totals.duplicates += 1
             return None
         totals.stored += 1
-        return outcome.events[0]
+        return stored
 
 
 def _reporting(

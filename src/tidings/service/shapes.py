@@ -37,14 +37,20 @@ def new_event_id() -> str:
 
 
 def brevo_event(
-    raw: object, *, now: datetime, limits: Limits, path: str = "", source: str = "api"
+    raw: object,
+    *,
+    now: datetime,
+    limits: Limits,
+    path: str = "",
+    source: str = "api",
+    event_id: str | None = None,
 ) -> Event:
-    """One event in Brevo's `POST /v3/events` shape."""
+    """One event in Brevo's `POST /v3/events` shape (`event_id`: its id, else a fresh one)."""
     prefix = f"{path}." if path else ""
     body = v.expect_object(raw, path or "body")
     v.reject_unknown(body, BREVO_FIELDS, path)
     return Event(
-        id=new_event_id(),
+        id=new_event_id() if event_id is None else event_id,
         name=v.event_name(body.get("event_name"), f"{prefix}event_name"),
         identifiers=v.identifiers(body.get("identifiers"), f"{prefix}identifiers"),
         occurred_at=v.event_date(
