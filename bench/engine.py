@@ -20,14 +20,14 @@ Engine figure: `simulate` itself, in process (tidings.bootstrap.simulation): the
 read through the mapping (mappings/rees46.yaml) and checked (timed apart as "read"), then
 replayed through the example workflows (workflows/, templates/) with the real engine on a fresh
 SQLite file: contacts resolved, events stored, runs started and advanced, timers fired in
-virtual time, trace and outbox written, 500 events per transaction, messages written as files,
+virtual time, trace and outbox written, 2,000 events per transaction (`replay.CHUNK`), messages written as files,
 the report built. events/s = events replayed / replay seconds. The process collects garbage as
 `tidings simulate` does (`tidings.cli.main.settle_gc`: start-up heap frozen, the young
 generation collected every 50,000 allocations); `--default-gc` keeps Python's defaults (700),
 under which about a seventh of the replay's CPU is spent in the collector.
 
 Raw figure, measured in the same run: the same rows (the scaled CSV's 9 columns, as text)
-inserted with Python's sqlite3 `executemany`, 500 rows per transaction (the replay's chunk),
+inserted with Python's sqlite3 `executemany`, as many rows per transaction as the replay's chunk,
 WAL and synchronous=FULL as the store uses: rows/s.
 """
 
@@ -58,7 +58,6 @@ from bench.common import (
 
 SHIFT = timedelta(hours=3)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
-CHUNK = 500
 FULL_CLONES = 58  # 58 x 17,434 = 1,011,172 events
 
 
@@ -113,6 +112,8 @@ def raw_insert(path: Path, folder: Path) -> tuple[float, int]:
             "INSERT INTO events (event_time, event_type, product_id, category_id,"
             " category_code, brand, price, user_id, user_session) VALUES (?,?,?,?,?,?,?,?,?)"
         )
+        from tidings.service.replay import CHUNK  # the replay's transactions, not a guess
+
         start = time.perf_counter()
         for i in range(0, len(rows), CHUNK):
             conn.execute("BEGIN IMMEDIATE")
