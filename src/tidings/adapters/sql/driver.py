@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import json.scanner
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,10 +48,30 @@ class DriverStatement:
         return tuple(converted) if self.positional else dict(zip(self.keys, converted, strict=True))
 
 
+# The texts of the times written lately. A batch's rows mostly carry the same few instants
+# (its `now` in every trace entry, run and message; a quiet hours' end), and writing one costs
+# more than looking it up. Keyed by the instant: equal times (whatever their offset) have one
+# text. Cleared when full.
+_TIME_TEXTS: dict[datetime, str] = {}
+KEPT_TIME_TEXTS = 1024
+
+
 def _sqlite_time(value: Any) -> str | None:
     """`UTCDateTime` on SQLite: naive UTC as SQLAlchemy's SQLite DATETIME text."""
     if value is None:
         return None
+    if value.__class__ is not datetime:
+        return _time_text(value)  # a subclass may compare or hash otherwise: not kept
+    text = _TIME_TEXTS.get(value)
+    if text is None:
+        text = _time_text(value)  # a naive time raises here, before it could be kept
+        if len(_TIME_TEXTS) >= KEPT_TIME_TEXTS:
+            _TIME_TEXTS.clear()
+        _TIME_TEXTS[value] = text
+    return text
+
+
+def _time_text(value: Any) -> str:
     utc = value if value.tzinfo is UTC else as_utc(value)
     # An aware time's ISO text ends with its offset (+00:00): the naive text is what precedes it.
     text: str = utc.isoformat(" ", "microseconds")[:26]
@@ -133,9 +154,29 @@ def _sqlite_time_reader(dialect: Dialect) -> Callable[[Any], datetime | None]:
     return read
 
 
+_Scanner = Callable[[str, int], tuple[Any, int]]
+_scan_json = cast(Callable[[json.JSONDecoder], _Scanner], json.scanner.make_scanner)(
+    json.JSONDecoder()
+)
+
+
 def _sqlite_json_reader(value: Any) -> Any:
-    """A JSON column read on SQLite without a custom deserializer: `json.loads`, as SQLAlchemy."""
-    return None if value is None else json.loads(value)
+    """A JSON column read on SQLite without a custom deserializer: `json.loads`, as SQLAlchemy.
+
+    The text as the store writes it (no space around it) is read by `json.loads`'s own scanner
+    alone: `json.loads` costs twice as much around it for a run's columns.
+    """
+    if value is None:
+        return None
+    if value.__class__ is str:
+        try:
+            found, end = _scan_json(value, 0)
+        except StopIteration:
+            pass  # not a JSON value where it starts: json.loads says why
+        else:
+            if end == len(value):
+                return found
+    return json.loads(value)  # space around it, text after it, bytes: json.loads's own answer
 
 
 def result_processor(
