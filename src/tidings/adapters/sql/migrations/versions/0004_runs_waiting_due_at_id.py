@@ -3,7 +3,10 @@
 The claim takes the earliest due runs ordered by due time, then id. Indexed by due time alone,
 a crowd of runs due at the same instant was read and sorted whole at every claim of a batch
 (SQLite: a temporary B-tree for the id part of the order), so claiming N such runs cost about
-N² / batch rows read; indexed by both, each claim reads its batch.
+N² / batch rows read; indexed by both, each claim reads its batch. PostgreSQL orders the claim
+by `id COLLATE "C"`, so the index's id is in collation "C" there: an index in the database's
+own collation (even a C database's, which the planner does not take for "C") would leave the
+sort in the plan.
 
 Revision ID: 0004
 Revises: 0003
@@ -34,6 +37,7 @@ def upgrade() -> None:
         ["due_at", "id"],
         postgresql_where=waiting,
         sqlite_where=waiting,
+        postgresql_ops={"id": 'COLLATE "C"'},
     )
     op.drop_index("ix_runs_waiting_due_at", table_name="runs")
 
