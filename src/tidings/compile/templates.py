@@ -371,8 +371,11 @@ class TemplateCatalog:
         """Render within `limit` characters; `source` is given for templates not read from files."""
         chunks: list[str] = []
         size = 0
+        # What Jinja's `generate` does, without its copy of the context (the template's context
+        # is a copy already, with the globals) and its generator around the template's own.
+        names = context if isinstance(context, dict) else dict(context)
         try:
-            for chunk in template.generate(context):
+            for chunk in template.root_render_func(template.new_context(names)):
                 size += len(chunk)
                 if size > limit:
                     where = self._display(template.filename or "<template>")
@@ -380,8 +383,11 @@ class TemplateCatalog:
                 chunks.append(chunk)
         except TidingsError:
             raise  # our own errors (the size cap, a store error from a callable) pass as they are
-        except Exception as exc:  # every Jinja or data failure becomes ours, located
-            raise self._wrap(exc, template.filename or "<template>", source) from exc
+        except Exception:
+            try:  # Jinja's frames at the template's lines, as `generate` would raise them
+                template.environment.handle_exception()
+            except Exception as exc:  # every Jinja or data failure becomes ours, located
+                raise self._wrap(exc, template.filename or "<template>", source) from exc
         return "".join(chunks)
 
     def _wrap(self, exc: Exception, fallback: str, source: str | None) -> TemplateError:
