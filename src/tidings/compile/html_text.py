@@ -67,6 +67,8 @@ _ATTRIBUTE = re.compile(r"([^\s/>\"'=]+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\
 
 
 def _attributes(text: str) -> list[tuple[str, str | None]]:
+    if not text:  # most tags of a text part (p, br, li, td): no scan to set up
+        return []
     attrs: list[tuple[str, str | None]] = []
     for match in _ATTRIBUTE.finditer(text):
         name, double, single, bare = match.groups()
@@ -130,7 +132,8 @@ class _TextBuilder:
         if self._skipping(tag, starting=True):
             return
         attributes = dict(attrs)
-        if tag in DROPPED or _HIDDEN.search(attributes.get("style") or ""):
+        style = attributes.get("style")
+        if tag in DROPPED or (style and _HIDDEN.search(style)):
             if tag not in VOID:
                 self._skip_tag, self._skip_depth = tag, 1
             return
