@@ -88,11 +88,11 @@ def test_the_partial_indexes_keep_their_predicates(empty_url: str, engine: sa.En
     predicates = {
         name: next(iter(options.values()), "")
         for name, options in indexes.items()
-        if name in ("ix_events_unprocessed", "ix_runs_waiting_due_at")
+        if name in ("ix_events_unprocessed", "ix_runs_waiting_due_at_id")
     }
-    assert set(predicates) == {"ix_events_unprocessed", "ix_runs_waiting_due_at"}
+    assert set(predicates) == {"ix_events_unprocessed", "ix_runs_waiting_due_at_id"}
     assert "processed" in str(predicates["ix_events_unprocessed"])
-    assert "waiting" in str(predicates["ix_runs_waiting_due_at"])
+    assert "waiting" in str(predicates["ix_runs_waiting_due_at_id"])
 
 
 def test_upgrading_twice_changes_nothing_the_second_time(empty_url: str) -> None:

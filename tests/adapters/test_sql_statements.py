@@ -4,6 +4,7 @@ reads, and a SELECT run on the driver's cursor gives SQLAlchemy's rows."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from support.records import make_event
 from tidings.adapters.sql.driver import (
     KEPT_EXPANSIONS,
+    KEPT_TIME_TEXTS,
     DriverSelect,
     bind_processor,
     driver_select,
@@ -101,6 +103,22 @@ def test_what_sqlalchemy_refuses_is_refused(
         ours(value)
 
 
+def test_a_time_written_again_is_written_as_sqlalchemy_writes_it(dialect: sa.Dialect) -> None:
+    """Texts are kept per instant: the same instant at another offset has the same text, a
+    naive time equal to a kept one is still refused, and a full store of texts starts over."""
+    ours = bind_processor(events.c["occurred_at"], dialect)
+    theirs = sqlalchemy_processor("occurred_at", dialect)
+    assert ours is not None and theirs is not None
+    at = datetime(2024, 5, 1, 9, 0, 0, 7, tzinfo=UTC)
+    same_instant = [at, at.astimezone(PARIS), at.astimezone(ZoneInfo("Europe/Paris")), at]
+    assert [ours(value) for value in same_instant] == [theirs(value) for value in same_instant]
+    with pytest.raises(ValueError):
+        ours(at.replace(tzinfo=None))
+    many = [at + timedelta(seconds=n) for n in range(KEPT_TIME_TEXTS + 5)]
+    assert [ours(value) for value in many] == [theirs(value) for value in many]
+    assert [ours(value) for value in many[:5]] == [theirs(value) for value in many[:5]]
+
+
 def test_other_columns_keep_sqlalchemy_converters(dialect: sa.Dialect) -> None:
     ours = bind_processor(events.c["processed"], dialect)
     theirs = sqlalchemy_processor("processed", dialect)
@@ -166,6 +184,34 @@ def test_json_sqlalchemy_refuses_is_refused_alike(dialect: sa.Dialect, text: str
         theirs(text)
     with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
         ours(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":[1,2.5,"x"]}',  # as the store writes every value
+        "[]",
+        ' {"a": 1} ',  # space around it
+        '{"a":1} x',  # text after it
+        '{"a":1}{}',
+        "",
+        '{"a":',
+        "NaN",
+        '"é\\u00e9"',
+        b'{"a":1}',
+    ],
+)
+def test_json_is_read_or_refused_as_json_loads_does(dialect: sa.Dialect, text: Any) -> None:
+    ours = result_processor(events.c["properties"].type, dialect)
+    assert ours is not None
+    try:
+        expected = json.loads(text)
+    except json.JSONDecodeError as exc:
+        with pytest.raises(json.JSONDecodeError) as raised:
+            ours(text)
+        assert (raised.value.msg, raised.value.pos) == (exc.msg, exc.pos)
+    else:
+        assert repr(ours(text)) == repr(expected)
 
 
 def test_a_select_on_the_driver_gives_sqlalchemy_s_rows(tmp_path: Path) -> None:

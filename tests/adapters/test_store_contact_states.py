@@ -126,3 +126,24 @@ def test_bulk_reads_see_the_transaction_s_own_writes(store: Store) -> None:
         "run-6": RunStatus.waiting,
         "run-4": RunStatus.finished,
     }
+
+
+def test_bulk_reads_after_a_claim_answer_as_without_it(store: Store) -> None:
+    """A batch reads its claimed runs again: the same runs, and a run written after the claim
+    (by an earlier step of the batch) is read as written, not as claimed."""
+    seed(store)
+    with store.transaction() as uow:
+        expected = bulk(uow).runs_of_contacts(ASKED)
+    with store.transaction() as uow:
+        claimed = uow.claim_due_runs(T0 + timedelta(days=1), 10)
+        assert [r.id for r in claimed] == ["run-2", "run-3", "run-5", "run-6"]
+        assert bulk(uow).runs_of_contacts(ASKED) == expected
+        moved = claimed[1].model_copy(update={"due_at": T0 + timedelta(days=2), "seq": 2})
+        uow.save_runs([finished(claimed[0], 40), moved])
+        after = bulk(uow).runs_of_contacts(["contact-1"])["contact-1"]
+        one_by_one = (uow.runs_for_contact("contact-1"), uow.last_runs("contact-1"))
+
+    assert (after.active, after.last) == one_by_one
+    assert [r.id for r in after.active] == ["run-3", "run-6"]
+    assert next(r for r in after.active if r.id == "run-3") == moved
+    assert next(r for r in after.last if r.id == "run-2").status is RunStatus.finished

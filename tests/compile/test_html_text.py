@@ -128,6 +128,8 @@ PIECES = [
     "<table><tr><td>a</td><td>b</td></tr></table>", "<th>", "<tr>", "<", ">", "=",
     "<!DOCTYPE html>", "<b>", "</b>", "<h1>", "</h1>", "<hr>", "<head><title>T</title></head>",
     "<td class=\"x\" data-y='1'>", "<input disabled>", "<p\nclass='wrapped'>",
+    # Raw-text elements in any case (only their names ignore case in the tokenizer).
+    "<SCRIPT>x('<p>')</Script>", "<Style>p { a: b }</STYLE>", "<TITLE>T</title>",
 ]  # fmt: skip
 
 
@@ -140,3 +142,12 @@ def test_the_markup_is_read_as_the_standard_library_parser_reads_it(pieces) -> N
     reference.close()
 
     assert html_to_text(html) == text_of(reference.builder.out)
+
+
+def test_a_line_starting_like_a_list_item_is_collapsed_like_one() -> None:
+    # Text chunks are collapsed one by one, so a line can hold two spaces; a line that starts
+    # with a list marker, of any decimal digit, keeps one after it. Lines that cannot
+    # start a marker skip the match.
+    assert html_to_text("<p>1. <b> one</b></p>") == "1. one"
+    assert html_to_text("<p>\u0663. <b> three</b></p>") == "\u0663. three"
+    assert html_to_text("<p>a. <b> a</b></p>") == "a.  a"

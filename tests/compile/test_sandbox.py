@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from types import MappingProxyType
 from typing import Any
 
 import jinja2
@@ -104,6 +106,13 @@ def test_the_limits_are_round_numbers_a_message_never_needs() -> None:
 def test_mapping_keys_win_over_dict_methods(source: str, expected: str) -> None:
     context = {"p": {"items": ["a", "b"], "keys": "k"}, "q": {"x": 1}, "c": {"FIRSTNAME": "Ann"}}
     assert render(source, **context) == expected
+
+
+def test_mapping_keys_win_on_mappings_that_are_not_dicts_too() -> None:
+    # Plain dicts take a shorter path than other mappings; both read the key first.
+    proxy = MappingProxyType({"items": ["a", "b"]})
+    assert render("{{ p.items | join(',') }}", p=proxy) == "a,b"
+    assert render("{{ p.items | join(',') }}", p=OrderedDict(items=["c"])) == "c"
 
 
 def test_data_cannot_be_mutated_by_a_template() -> None:

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from tidings.compile.front_matter import parse_front_matter
 from tidings.compile.templates import (
     MAX_EMAIL_PART_CHARS,
     MAX_SMS_CHARS,
     TemplateCatalog,
     compile_inline,
     header_safe,
-    parse_front_matter,
 )
 from tidings.errors import TemplateError, UndefinedVariableError
 

@@ -168,6 +168,8 @@ def test_quiet_hours_defer_marketing_messages_to_the_end_of_the_window(make_work
         "email 'cart' to ann@example.com queued, deferred by quiet hours until "
         "2025-06-03T06:00:00+00:00"
     )
+    sent = [entry for entry in decision.trace if entry.kind is TraceKind.send]
+    assert sent[0].data == {"key": marketing.key, "not_before": "2025-06-03T06:00:00+00:00"}
 
 
 def test_quiet_hours_follow_the_contacts_zone(make_workflow, env) -> None:

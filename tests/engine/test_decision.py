@@ -58,3 +58,13 @@ def test_the_next_queued_run_is_the_oldest_of_its_key_once_none_waits() -> None:
     draft.save(waiting.model_copy(update={"status": RunStatus.finished}))
     assert draft.next_queued("cart", "k1") is early
     assert draft.next_queued("other_workflow", "k1") is None
+
+
+def test_a_waiting_run_of_the_key_blocks_the_queue_wherever_it_stands_and_ties_go_by_id() -> None:
+    first = make_run("q-b", key="k1", status=RunStatus.queued)
+    second = make_run("q-a", key="k1", status=RunStatus.queued)  # same start: the id decides
+    waiting = make_run("w", key="k1", started_at=T0 + timedelta(hours=3))
+    draft = Draft(make_state(runs=[first, second, waiting]), T0, ENV)
+    assert draft.next_queued("cart", "k1") is None  # found after the queued ones
+    draft.save(waiting.model_copy(update={"status": RunStatus.finished}))
+    assert draft.next_queued("cart", "k1") is second

@@ -32,6 +32,9 @@ VOID = frozenset(
 )
 _HIDDEN = re.compile(r"display\s*:\s*none", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
+# The runs of whitespace that collapsing changes: all but a lone space, which it would replace
+# by itself (a match, a new string, per word of text: most of the cost of a paragraph).
+_COLLAPSIBLE = re.compile(r" [ \t\r\n\f\v]+|[\t\r\n\f\v][ \t\r\n\f\v]*")
 
 # Markers kept in the stream until the end, where they become newlines.
 _LINE = "\x00L"
@@ -46,21 +49,26 @@ _MARKER = re.compile(r"^( *(?:- |\d+\. ))")
 # A start tag's attributes run to the first ">" or "/>" outside quotes. They are read in runs
 # of plain characters, possessively (Python 3.11): the same tokens as a lazy match one
 # character at a time, a third cheaper on the long `style` attributes of email HTML.
+# Only the raw-text element names ignore case, in `(?i:...)` groups: the whole pattern ignoring
+# case folded every character it read, text and attributes too (twice the cost of a match).
 _TOKEN = re.compile(
     r"<!--.*?(?:-->|\Z)"
     r"|<[!?][^>]*>?"
     r"|</([a-zA-Z][^\s/>]*)[^>]*>?"
-    r"|<(?!(?:script|style|title|textarea)\b)([a-zA-Z][^\s/>]*)"
+    r"|<(?!(?i:script|style|title|textarea)\b)([a-zA-Z][^\s/>]*)"
     r"((?:[^>\"'/]++|/(?!>)|\"[^\"]*\"|'[^']*')*+)(/?)>"
     # Elements whose content is not markup: only their own end tag ends them.
-    r"|<(script|style|title|textarea)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>(.*?)(?:</\5\b[^>]*>?|\Z)"
+    r"|<((?i:script|style|title|textarea))\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>(.*?)"
+    r"(?:</(?i:\5)\b[^>]*>?|\Z)"
     r"|<|[^<]+",
-    re.DOTALL | re.IGNORECASE,
+    re.DOTALL,
 )
 _ATTRIBUTE = re.compile(r"([^\s/>\"'=]+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+)))?")
 
 
 def _attributes(text: str) -> list[tuple[str, str | None]]:
+    if not text:  # most tags of a text part (p, br, li, td): no scan to set up
+        return []
     attrs: list[tuple[str, str | None]] = []
     for match in _ATTRIBUTE.finditer(text):
         name, double, single, bare = match.groups()
@@ -124,7 +132,8 @@ class _TextBuilder:
         if self._skipping(tag, starting=True):
             return
         attributes = dict(attrs)
-        if tag in DROPPED or _HIDDEN.search(attributes.get("style") or ""):
+        style = attributes.get("style")
+        if tag in DROPPED or (style and _HIDDEN.search(style)):
             if tag not in VOID:
                 self._skip_tag, self._skip_depth = tag, 1
             return
@@ -178,7 +187,7 @@ class _TextBuilder:
         if self._skip_tag is not None:
             return
         data = data.replace("\x00", "")  # NUL starts our markers; it has no place in text
-        self.out.append(_RAW + data if self._pre else _SPACES.sub(" ", data))
+        self.out.append(_RAW + data if self._pre else _COLLAPSIBLE.sub(" ", data))
 
     # ---------------------------------------------------------------- helpers
 
@@ -205,8 +214,9 @@ class _TextBuilder:
         self.out.append(f" ({shown})" if text.strip() else shown)
 
 
-def _lines(chunks: list[str]) -> list[tuple[str, bool]]:
-    """Turn the marked stream into (line, is_preformatted) pairs; paragraphs leave a blank line."""
+def _lines(chunks: list[str]) -> tuple[list[str], set[int]]:
+    """Turn the marked stream into lines and the indexes of the preformatted ones; paragraphs
+    leave a blank line."""
     lines: list[str] = [""]
     raw: set[int] = set()
     for chunk in chunks:
@@ -226,7 +236,7 @@ def _lines(chunks: list[str]) -> list[tuple[str, bool]]:
                 raw.add(len(lines) - 1)
         else:
             lines[-1] += chunk
-    return [(line, index in raw) for index, line in enumerate(lines)]
+    return lines, raw
 
 
 def html_to_text(html: str) -> str:
@@ -239,9 +249,13 @@ def html_to_text(html: str) -> str:
 def text_of(chunks: list[str]) -> str:
     """The text of a builder's marked stream: lines trimmed, at most one blank line between."""
     result: list[str] = []
-    for line, preformatted in _lines(chunks):
-        marker = _MARKER.match(line)
-        if preformatted:
+    lines, raw = _lines(chunks)
+    for index, line in enumerate(lines):
+        # A list item's marker starts with a space, "-" or a digit (`\d`: any decimal digit);
+        # other lines (most, and the blank ones between paragraphs) need no match.
+        first = line[:1]
+        marker = _MARKER.match(line) if first in " -" or first.isdecimal() else None
+        if index in raw:
             text = line.rstrip()
         elif marker:  # keep a list item's indent, collapse the rest
             text = marker[1] + line[len(marker[1]) :].strip()

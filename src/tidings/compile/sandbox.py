@@ -113,7 +113,8 @@ class TidingsSandbox(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """`obj.name` on a mapping reads the key `name` first (data beats dict methods)."""
-        if isinstance(obj, Mapping):
+        # A plain dict (the context's own data) needs no Mapping ABC check, the costly part.
+        if type(obj) is dict or isinstance(obj, Mapping):
             try:
                 return obj[attribute]
             except (KeyError, TypeError):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 
+from tidings.compile.front_matter import FrontMatter, parse_front_matter
 from tidings.compile.html_text import html_to_text
 from tidings.compile.jinja_columns import name_column, syntax_error_column
 from tidings.compile.sandbox import (
@@ -78,64 +79,6 @@ class RenderedEmail:
 def header_safe(value: str) -> str:
     """Collapse control characters and line breaks to single spaces, so data cannot add headers."""
     return _CONTROL.sub(" ", value).strip()
-
-
-@dataclass(frozen=True)
-class FrontMatter:
-    """The `---` block atop an email: fields with their line, the blanked body, problems."""
-
-    fields: dict[str, tuple[str, int]]
-    body: str
-    problems: list[tuple[int, str]]
-    starts: dict[int, int] = field(default_factory=dict)  # line -> where its value starts
-
-    def column(self, line: int, column: int) -> int:
-        """The file's column for `column` of the value written on `line` (1 when unknown)."""
-        return self.starts[line] + column if line in self.starts else 1
-
-
-FRONT_MATTER_KEYS = ("subject", "preheader")
-_FIELD = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\s*:\s?(?P<value>.*)$")
-
-
-def parse_front_matter(source: str) -> FrontMatter:
-    """Split `key: value` lines between leading `---` lines; values are kept verbatim (Jinja)."""
-    lines = source.split("\n")
-    if not lines or lines[0].strip() != "---":
-        return FrontMatter({}, source, [(1, "expected front matter between '---' lines")])
-    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
-    if end is None:
-        return FrontMatter({}, source, [(1, "front matter opened with '---' is never closed")])
-    fields: dict[str, tuple[str, int]] = {}
-    problems: list[tuple[int, str]] = []
-    starts: dict[int, int] = {}
-    for index in range(1, end):
-        text, line = lines[index].strip(), index + 1
-        if not text or text.startswith("#"):
-            continue
-        match = _FIELD.match(text)
-        if match is None:
-            problems.append((line, f"expected 'key: value', found {text!r}"))
-            continue
-        key, value = match["key"], match["value"].strip()
-        lead = len(lines[index]) - len(lines[index].lstrip())
-        start = lead + match.start("value") + len(match["value"]) - len(match["value"].lstrip())
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]  # YAML-style quotes, without YAML (whose `{{` is a mapping)
-            start += 1
-        if key not in FRONT_MATTER_KEYS:
-            problems.append((line, f"unknown key {key!r} (expected one of subject, preheader)"))
-        elif key in fields:
-            problems.append((line, f"{key!r} given twice (first on line {fields[key][1]})"))
-        elif key == "subject" and not value:
-            problems.append((line, "'subject' is empty"))
-        else:
-            fields[key] = (value, line)
-            starts[line] = start
-    if "subject" not in fields and not any("subject" in message for _, message in problems):
-        problems.append((1, "front matter has no 'subject'"))
-    body = "\n" * (end + 1) + "\n".join(lines[end + 1 :])
-    return FrontMatter(fields, body, problems, starts)
 
 
 def _is_html(name: str | None) -> bool:
@@ -428,8 +371,11 @@ class TemplateCatalog:
         """Render within `limit` characters; `source` is given for templates not read from files."""
         chunks: list[str] = []
         size = 0
+        # What Jinja's `generate` does, without its copy of the context (the template's context
+        # is a copy already, with the globals) and its generator around the template's own.
+        names = context if isinstance(context, dict) else dict(context)
         try:
-            for chunk in template.generate(context):
+            for chunk in template.root_render_func(template.new_context(names)):
                 size += len(chunk)
                 if size > limit:
                     where = self._display(template.filename or "<template>")
@@ -437,8 +383,11 @@ class TemplateCatalog:
                 chunks.append(chunk)
         except TidingsError:
             raise  # our own errors (the size cap, a store error from a callable) pass as they are
-        except Exception as exc:  # every Jinja or data failure becomes ours, located
-            raise self._wrap(exc, template.filename or "<template>", source) from exc
+        except Exception:
+            try:  # Jinja's frames at the template's lines, as `generate` would raise them
+                template.environment.handle_exception()
+            except Exception as exc:  # every Jinja or data failure becomes ours, located
+                raise self._wrap(exc, template.filename or "<template>", source) from exc
         return "".join(chunks)
 
     def _wrap(self, exc: Exception, fallback: str, source: str | None) -> TemplateError:

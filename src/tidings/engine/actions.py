@@ -228,12 +228,12 @@ def _queue(call: StepCall, message: Message, what: str) -> None:
     """Add the message to the decision and trace it (with its deferral, if any)."""
     call.draft.queue_message(message)
     if message.not_before > message.created_at:
-        when = message.not_before.isoformat()
+        when = message.not_before.isoformat()  # the trace's data holds the same text
         call.note(
             TraceKind.send,
             f"{what} queued, deferred by quiet hours until {when}",
             key=message.key,
-            not_before=message.not_before,
+            not_before=when,
         )
     else:
         call.note(TraceKind.send, f"{what} queued", key=message.key)

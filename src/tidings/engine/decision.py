@@ -123,11 +123,19 @@ class Draft:
     def next_queued(self, workflow_id: str, key: str) -> Run | None:
         """The queued run of this workflow and key that should start now: the oldest, unless a
         run of that key is still waiting (then none)."""
-        active = self.active_runs(workflow_id, key)
-        if any(run.status is RunStatus.waiting for run in active):
-            return None
-        queued = [run for run in active if run.status is RunStatus.queued]
-        return min(queued, key=lambda run: (run.started_at, run.id), default=None)
+        # One pass, no lists: asked at every run's end, when there is most often no queued run.
+        oldest: Run | None = None
+        for run in self.runs():
+            if run.workflow_id != workflow_id or run.key != key:
+                continue
+            status = run.status
+            if status is RunStatus.waiting:
+                return None
+            if status is RunStatus.queued and (
+                oldest is None or (run.started_at, run.id) < (oldest.started_at, oldest.id)
+            ):
+                oldest = run
+        return oldest
 
     # ------------------------------------------------------------------ effects
 
@@ -165,7 +173,11 @@ class Draft:
 
     def build(self) -> Decision:
         """The finished decision."""
-        changed = self.contact if self.contact != self.state.contact else None
+        contact = self.contact
+        # Most decisions never replace the contact: no need to compare every field.
+        changed = (
+            contact if contact is not self.state.contact and contact != self.state.contact else None
+        )
         return Decision(
             runs=list(self._runs.values()),
             messages=list(self._messages),
@@ -174,8 +186,13 @@ class Draft:
         )
 
 
+_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """Trace data as JSON-ready values (datetimes as ISO 8601 text)."""
+    if type(value) in _SCALARS:  # most values: nothing to convert, no isinstance chain
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):

@@ -48,10 +48,30 @@ class DriverStatement:
         return tuple(converted) if self.positional else dict(zip(self.keys, converted, strict=True))
 
 
+# The texts of the times written lately. A batch's rows mostly carry the same few instants
+# (its `now` in every trace entry, run and message; a quiet hours' end), and writing one costs
+# more than looking it up. Keyed by the instant: equal times (whatever their offset) have one
+# text. Cleared when full.
+_TIME_TEXTS: dict[datetime, str] = {}
+KEPT_TIME_TEXTS = 1024
+
+
 def _sqlite_time(value: Any) -> str | None:
     """`UTCDateTime` on SQLite: naive UTC as SQLAlchemy's SQLite DATETIME text."""
     if value is None:
         return None
+    if value.__class__ is not datetime:
+        return _time_text(value)  # a subclass may compare or hash otherwise: not kept
+    text = _TIME_TEXTS.get(value)
+    if text is None:
+        text = _time_text(value)  # a naive time raises here, before it could be kept
+        if len(_TIME_TEXTS) >= KEPT_TIME_TEXTS:
+            _TIME_TEXTS.clear()
+        _TIME_TEXTS[value] = text
+    return text
+
+
+def _time_text(value: Any) -> str:
     utc = value if value.tzinfo is UTC else as_utc(value)
     # An aware time's ISO text ends with its offset (+00:00): the naive text is what precedes it.
     text: str = utc.isoformat(" ", "microseconds")[:26]

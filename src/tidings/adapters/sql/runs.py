@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.statements import Queries, chunks
+from tidings.adapters.sql.statements import CHUNK, Queries, chunks
 from tidings.adapters.sql.tables import WAITING, UTCDateTime, runs
 from tidings.model.runs import Run, RunStatus
 from tidings.ports import ContactRuns, RunCount
@@ -17,6 +18,10 @@ from tidings.ports import ContactRuns, RunCount
 _r = runs
 _ACTIVE = _r.c.status != sa.literal_column(f"'{RunStatus.finished.value}'")
 _CONTACT: sa.BindParameter[str] = sa.bindparam("contact_id", type_=sa.Text())
+# A run row's columns as the driver returns them; ranked, with `newest` after them (`_ranked`).
+_COLUMNS = tuple(_r.c.keys())
+_RANKED = (*_COLUMNS, "newest")
+_ID = _COLUMNS.index("id")
 
 
 def _by_code_point(postgres: bool, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
@@ -86,6 +91,13 @@ def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
 class RunQueries(Queries):
     """The `RunStore` port over one connection."""
 
+    def __init__(self, connection: sa.Connection) -> None:
+        super().__init__(connection)
+        # SQLite: the runs the last claim read, by id, with the row each was read from. A
+        # batch's states read its claimed runs again; a row read again unchanged is the same
+        # run, not converted twice (a run's JSON and model cost more than its query).
+        self._claimed: dict[str, tuple[tuple[Any, ...], Run]] = {}
+
     def save_runs(self, runs: Sequence[Run]) -> None:
         """Insert or replace runs by id, in one executemany."""
         self._upsert(_r, [mapping.run_values(run) for run in runs], "id")
@@ -110,19 +122,45 @@ class RunQueries(Queries):
         """`runs_for_contact` and `last_runs` of each id, one query per chunk of ids."""
         found = {contact_id: ContactRuns([], []) for contact_id in contact_ids}
         for part in chunks(sorted(found)):
-            for row in self._select_rows(_runs_of_contacts(self._postgres), {"ids": part}):
-                run = mapping.run_from_row(row)  # frozen: one object in both lists
+            for run, newest in self._ranked_runs(part):  # frozen: one object in both lists
                 runs = found[run.contact_id]
                 if run.is_active:
                     runs.active.append(run)
-                if row["newest"] == 1:
+                if newest:
                     runs.last.append(run)
         return found
 
+    def _ranked_runs(self, contact_ids: Sequence[str]) -> Iterator[tuple[Run, bool]]:
+        """The runs `_runs_of_contacts` reads, each with whether it is its key's newest; on
+        SQLite a run the last claim read from the same row is that claim's run."""
+        statement, values = _runs_of_contacts(self._postgres), {"ids": contact_ids}
+        if self._postgres:
+            for row in self._select_rows(statement, values):
+                yield mapping.run_from_row(row), row["newest"] == 1
+            return
+        select, rows = self._driver_rows(statement, values)
+        reuse = bool(self._claimed) and select.keys == _RANKED
+        for raw in rows:
+            claimed = self._claimed.get(raw[_ID]) if reuse else None
+            if claimed is not None and claimed[0] == raw[:-1]:
+                yield claimed[1], raw[-1] == 1
+            else:
+                converted = select.row(raw)
+                yield mapping.run_from_row(converted), converted["newest"] == 1
+
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
-        rows = self._select_rows(_due_runs(self._postgres), {"now": now, "limit": limit})
-        return [mapping.run_from_row(row) for row in rows]
+        statement, values = _due_runs(self._postgres), {"now": now, "limit": limit}
+        if self._postgres:
+            return [mapping.run_from_row(row) for row in self._select_rows(statement, values)]
+        select, rows = self._driver_rows(statement, values)
+        claimed = [mapping.run_from_row(select.row(row)) for row in rows]
+        # Kept for the batch's reads; not a replay's claim of every due run at once.
+        kept = len(rows) <= CHUNK and select.keys == _COLUMNS
+        self._claimed = (
+            {run.id: (row, run) for row, run in zip(rows, claimed, strict=True)} if kept else {}
+        )
+        return claimed
 
     def next_due_at(self) -> datetime | None:
         """The earliest due time of any waiting run."""

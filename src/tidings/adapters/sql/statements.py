@@ -19,7 +19,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.selectable import TypedReturnsRows
 
-from tidings.adapters.sql.driver import DriverStatement, driver_select, driver_statement
+from tidings.adapters.sql.driver import (
+    DriverSelect,
+    DriverStatement,
+    driver_select,
+    driver_statement,
+)
 from tidings.errors import StoreError
 
 T = TypeVar("T")
@@ -131,6 +136,14 @@ class Queries:
         if self._postgres:
             yield from self._execute(statement, dict(values)).mappings()
             return
+        select, rows = self._driver_rows(statement, values)
+        for row in rows:
+            yield select.row(row)
+
+    def _driver_rows(
+        self, statement: sa.Select[Any], values: Mapping[str, Any]
+    ) -> tuple[DriverSelect, list[tuple[Any, ...]]]:
+        """SQLite only: a SELECT's rows as the driver gives them, and how to convert them."""
         select = driver_select(self._conn.dialect, statement)
         try:
             sql, parameters = select.parameters(values)
@@ -139,9 +152,8 @@ class Queries:
         cursor = self._driver_cursor()
         with self._driver_errors(sql, parameters):
             cursor.execute(sql, parameters)
-            rows = cursor.fetchall()
-        for row in rows:
-            yield select.row(row)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return select, rows
 
     def _insert_many(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """Plain INSERT of rows that all have the same columns, on the driver's cursor."""
