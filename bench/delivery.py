@@ -61,9 +61,9 @@ class Result:
     connections_opened: int
 
 
-def seed(store: SqlStore, count: int, now: datetime) -> None:
-    """`count` pending emails in the outbox."""
-    messages = [
+def emails(count: int, now: datetime) -> list[Message]:
+    """The bench's `count` emails, due at `now`."""
+    return [
         Message(
             key=f"bench:{i}:email",
             channel=Channel.email,
@@ -81,6 +81,11 @@ def seed(store: SqlStore, count: int, now: datetime) -> None:
         )
         for i in range(count)
     ]
+
+
+def seed(store: SqlStore, count: int, now: datetime) -> None:
+    """`count` pending emails in the outbox."""
+    messages = emails(count, now)
     for start in range(0, count, 1000):
         with store.transaction() as uow:
             uow.add_messages(messages[start : start + 1000])
@@ -130,7 +135,7 @@ def one_run(count: int, connections: int, concurrency: int) -> Result:
             sink.stop()
         received = Counter(rcpt for _, rcpt, _ in sink.received())
     if left:
-        raise RuntimeError(f"{len(left)} message(s) still pending after the drain")
+        raise RuntimeError(f"{left} message(s) still pending after the drain")
     return Result(
         rate=sent / seconds,
         sent=sent,

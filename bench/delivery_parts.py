@@ -26,14 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import header, load_line, median, start_sink
-from bench.delivery import HTML, TEXT, seed
+from bench.delivery import emails, seed
 from tidings.adapters.clock import SystemClock
 from tidings.adapters.smtp import SmtpSender
 from tidings.adapters.smtp_url import parse_smtp_url
 from tidings.adapters.sql.store import SqlStore
 from tidings.compile.templates import TemplateCatalog
 from tidings.engine.decision import Environment
-from tidings.model.contacts import Channel
 from tidings.model.messages import Message
 from tidings.ports import UnitOfWork
 from tidings.service.delivery import DeliveryWorker
@@ -42,29 +41,6 @@ from tidings.service.registry import WorkflowRegistry
 
 CONNECTIONS, TASKS = 4, 8
 WAVES = (1, 2, 4)  # outcomes recorded (and messages checked) per transaction
-
-
-def emails(count: int) -> list[Message]:
-    """The messages `bench.delivery` seeds."""
-    now = datetime.now(UTC)
-    return [
-        Message(
-            key=f"bench:{i}:email",
-            channel=Channel.email,
-            run_id=f"run-{i}",
-            contact_id=str(i),
-            workflow_id="bench",
-            step="steps[1]",
-            to=f"contact{i}@bench.example",
-            sender="Shop <shop@bench.example>",
-            subject=f"Ann, your cart {i} is waiting",
-            html=HTML,
-            text=TEXT,
-            created_at=now,
-            not_before=now,
-        )
-        for i in range(count)
-    ]
 
 
 async def _send_all(url: str, messages: list[Message]) -> float:
@@ -90,7 +66,7 @@ def smtp_runs(count: int, runs: int) -> list[float]:
         sink = start_sink(Path(name))
         try:
             return [
-                1e6 * asyncio.run(_send_all(sink.url, emails(count + 1))) / count
+                1e6 * asyncio.run(_send_all(sink.url, emails(count + 1, datetime.now(UTC)))) / count
                 for _ in range(runs)
             ]
         finally:
