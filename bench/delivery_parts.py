@@ -103,8 +103,7 @@ def records_run(count: int, wave: int) -> tuple[float, float]:
             claimed: list[Message] = []
             cpu = time.process_time()
             while len(claimed) < count:
-                claim = functools.partial(worker._claim, now=datetime.now(UTC))
-                claimed += worker._transaction(claim)[1]
+                claimed += worker._transaction(worker._claim)[1]  # the clock's now
             claims = time.process_time() - cpu
             cpu = time.process_time()
             for start in range(0, count, wave):

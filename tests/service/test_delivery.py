@@ -581,3 +581,44 @@ def test_drain_runs_rounds_until_nothing_is_due(clock: ManualClock) -> None:
     assert run(lambda: worker.drain(until_idle=False)) == DeliveryStats(claimed=2, sent=2)
     assert run(worker.drain) == DeliveryStats(claimed=3, sent=2, retrying=1)
     assert run(worker.drain) == DeliveryStats()
+
+
+def test_the_next_batch_is_claimed_and_sent_while_a_slow_send_is_still_in_flight(
+    clock: ManualClock, smtp: SmtpTestServer
+) -> None:
+    # Batches of two, two sends at a time. user1's reply is held until user3's message has
+    # arrived: user3 is in the second batch, so it arrives only if that batch is claimed and
+    # sent while user1's send is still under way, instead of after the first batch's last
+    # send (otherwise the hold runs out and user1 arrives before user3).
+    store = MemoryStore()
+    queue(store, *(make_message(n) for n in range(1, 5)))
+    smtp.hold("user1@example.org", until="user3@example.org")
+    sender = smtp_sender(smtp, connections=2)
+    worker = make_worker(store, clock, email=sender, batch=2, concurrency=2)
+
+    assert run(worker.drain, sender) == DeliveryStats(claimed=4, sent=4)
+    arrived = [r.rcpt_tos[0] for r in smtp.received]
+    assert arrived[:2] == ["user2@example.org", "user3@example.org"]
+    assert sorted(arrived) == [f"user{n}@example.org" for n in range(1, 5)]
+
+
+def test_a_drain_told_to_stop_sends_what_it_claimed_and_claims_no_more(
+    clock: ManualClock,
+) -> None:
+    store = MemoryStore()
+    messages = [make_message(n) for n in range(1, 6)]
+    queue(store, *messages)
+    stopping: list[str] = []
+
+    class StopDuringTheFirstSend:
+        async def send_email(self, message: Message) -> str:
+            stopping.append(message.key)  # the daemon was told to stop meanwhile
+            return f"ref-{message.key}"
+
+    worker = make_worker(store, clock, email=StopDuringTheFirstSend(), batch=2, concurrency=1)
+
+    stats = run(lambda: worker.drain(go_on=lambda: not stopping))
+    assert stats == DeliveryStats(claimed=2, sent=2)
+    assert [stored(store, m).status for m in messages] == [MessageStatus.sent] * 2 + [
+        MessageStatus.pending
+    ] * 3

@@ -496,3 +496,43 @@ def test_an_order_acknowledged_while_an_earlier_email_is_sent_cancels_a_later_on
         None,
     )
     assert reminders[first[0].key].status is MessageStatus.sent
+
+
+def test_the_rest_of_a_batch_is_checked_after_a_wave_that_was_wholly_recalled(
+    last_send: Shop,
+) -> None:
+    # Three carts, one send at a time. During the first send the customer unsubscribes: the
+    # next wave (one reminder) is cancelled while nothing else is in flight, and the third
+    # reminder must still be checked (and cancelled) in this drain, not left `sending` until
+    # its lease runs out.
+    for cart in ("cart-a", "cart-b", "cart-c"):
+        last_send.event("cart_updated", **{**CART, "cart_id": cart})
+    assert last_send.at(EVENING + timedelta(hours=1)) == DeliveryStats()
+    last_send.clock.set(MORNING)
+    first: list[Message] = []
+
+    class UnsubscribeDuringTheFirstSend:
+        async def send_email(self, message: Message) -> str:
+            if not first:
+                first.append(message)
+                unsubscribe(last_send.store, last_send.clock, "c1", Channel.email, source="link")
+            return await last_send.sender.send_email(message)
+
+    worker = DeliveryWorker(
+        last_send.store,
+        UnsubscribeDuringTheFirstSend(),
+        OutboxDirSender(Path("/nonexistent/outbox-not-used")),
+        last_send.clock,
+        registry=last_send.registry,
+        env=last_send.env,
+        concurrency=1,
+    )
+
+    async def deliver() -> DeliveryStats:
+        async with last_send.sender:
+            return await worker.drain()
+
+    assert asyncio.run(deliver()) == DeliveryStats(claimed=3, sent=1, cancelled=2)
+    with last_send.store.transaction() as uow:
+        later = [m.status for m in uow.messages_for_contact("c1") if m.key != first[0].key]
+    assert later == [MessageStatus.cancelled] * 2

@@ -20,6 +20,7 @@ nothing is left for the collector to warn about.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 HOST = "127.0.0.1"
 HANG = "(no answer)"  # a refusal "reply" that never comes
 DROP = "(connection cut)"  # a refusal "reply" that cuts the connection instead
+HOLD_TIMEOUT_S = 10.0  # how long `hold` keeps a reply at most
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class _State:
     received: list[Received] = field(default_factory=list)
     refusals: dict[str, _Refusal] = field(default_factory=dict)
     refused: list[tuple[str, str]] = field(default_factory=list)
+    holds: dict[str, str] = field(default_factory=dict)  # held RCPT -> the one that frees it
+    arrived: dict[str, asyncio.Event] = field(default_factory=dict)  # in the server's loop
     sessions: int = 0
     logins: dict[int, str] = field(default_factory=dict)
 
@@ -95,6 +99,12 @@ class _Handler:
                 reply = refusal.reply
             else:
                 reply = ""
+        with self.state.lock:
+            until = self.state.holds.get(address.lower())
+        if until is not None:
+            # Bounded, so that a client that never sends `until` fails its test, not hangs it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrival(until).wait(), HOLD_TIMEOUT_S)
         if reply in (HANG, DROP):
             if reply == DROP:
                 assert server.transport is not None
@@ -122,7 +132,13 @@ class _Handler:
                 )
             )
             count = len(self.state.received)
+        for rcpt in envelope.rcpt_tos:
+            self._arrival(rcpt).set()
         return f"250 2.0.0 Ok: queued as {count}"
+
+    def _arrival(self, address: str) -> asyncio.Event:
+        """Set once a message to `address` is accepted (only the server's loop touches it)."""
+        return self.state.arrived.setdefault(address.lower(), asyncio.Event())
 
 
 def _session_number(session: Session) -> int:
@@ -182,6 +198,15 @@ class SmtpTestServer:
     def drop(self, address: str) -> None:
         """Cut the connection when RCPT TO:<address> comes, without a reply."""
         self.refuse(address, DROP)
+
+    def hold(self, address: str, *, until: str) -> None:
+        """Answer RCPT TO:<address> only once a message to `until` has been accepted.
+
+        So a test can keep one send in flight until another has gone through, without a
+        sleep; after HOLD_TIMEOUT_S the reply comes anyway and the test's order check fails.
+        """
+        with self._state.lock:
+            self._state.holds[address.lower()] = until
 
     def refuse(self, address: str, reply: str, *, times: int | None = None) -> None:
         """Answer RCPT TO:<address> with `reply` (e.g. "550 5.1.1 no such user")."""

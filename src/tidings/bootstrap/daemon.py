@@ -7,7 +7,7 @@
 - The engine loop runs `Processor.run_until_idle` in a worker thread whenever it is woken
   (events ingested, the alarm, SIGUSR1, or every POLL_INTERVAL as a safety net for events
   written by other processes), then arms the alarm for the earliest due time in the tables.
-- The delivery loop runs `DeliveryWorker.run_once` until nothing is due, when the engine queued
+- The delivery loop runs `DeliveryWorker.drain` until nothing is due, when the engine queued
   messages or the alarm rings for a retry, then arms the alarm for the next attempt.
 - At start the tables are the ledger: what is already due is processed at once, then the alarm
   is armed for what comes next. Nothing lives only in the scheduler.
@@ -376,8 +376,8 @@ class Daemon:
             self._delivery_wake.clear()
             tick = self._delivery_tick
             try:
-                while not self._stopping and await self.delivery.run_once():
-                    pass
+                # Asked before each claim: once stopping, what is claimed finishes, no more.
+                await self.delivery.drain(go_on=lambda: not self._stopping)
                 next_due = await asyncio.to_thread(self._next_due)
                 if next_due is not None and not self._stopping:
                     self.alarm.wake_at(next_due)

@@ -6,7 +6,9 @@ lease) and, in that same transaction, cancels those recalled since they were que
 finished with the send and an event since reaches one of its exit goals: hence the worker's
 workflow registry and engine environment). It sends the rest concurrently and records the
 results as the sends finish, those that finished together in one short transaction
-(`delivery_outcomes`):
+(`delivery_outcomes`). `drain` goes on claiming: when the claimed messages no longer fill the
+free send slots, the transaction recording outcomes also claims the next batch, so the
+connections never wait for the last sends of a batch before the next claim. The outcomes:
 
 - sent: status `sent`, `sent_at`, the provider's reference, and a `delivered` trace entry;
 - temporary failure: back to `pending` with `attempts + 1`, `last_error` and
@@ -33,6 +35,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -51,6 +54,10 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _MAX_ERROR = 1000  # characters of a server's reply kept in `last_error` and the trace
+
+
+def _always() -> bool:
+    return True
 
 
 class DeliveryWorker:
@@ -88,38 +95,68 @@ class DeliveryWorker:
         self._store_lock = threading.Lock()
 
     async def run_once(self) -> DeliveryStats:
-        """One round: claim what is due now, send it, record the outcomes as sends finish.
+        """One round: claim what is due now, send it, record the outcomes as sends finish."""
+        return await self._deliver(claims=1, go_on=_always)
 
-        At most `concurrency` sends are under way; a message that waited for a slot is checked
-        for recall again just before its send starts, in the transaction that records the
-        outcomes before it (see `_record_and_check`): an order acknowledged while the earlier
-        messages of the batch were being sent cancels it, as if it had come before the claim.
+    async def drain(
+        self, until_idle: bool = True, *, go_on: Callable[[], bool] = _always
+    ) -> DeliveryStats:
+        """Claims until one claims nothing (or just one claim); the summed stats.
+
+        Only what is due by the clock's time is sent: retries wait for the clock to reach
+        their `next_attempt_at`, so this always ends. `go_on` is asked before each claim: once
+        it says no (the daemon stopping), what was claimed is sent and recorded, and no more.
         """
-        now = self._clock.now()
-        claimed, messages = await self._in_store(lambda uow: self._claim(uow, now))
-        stats = DeliveryStats(claimed=claimed, cancelled=claimed - len(messages))
-        waiting = collections.deque(enumerate(messages))  # (claim order, message)
+        return await self._deliver(claims=None if until_idle else 1, go_on=go_on)
+
+    async def _deliver(self, claims: int | None, go_on: Callable[[], bool]) -> DeliveryStats:
+        """Claim, send and record, `claims` claims at most (None: until one claims nothing).
+
+        At most `concurrency` sends are under way. Whenever sends finish, one transaction
+        records their outcomes and checks the messages about to take their slots for recall
+        again (`_step`): a message that waited for a slot is checked just before its send
+        starts, so an order acknowledged while the earlier messages were sent cancels it, as
+        if it had come before the claim. When the claimed messages no longer fill the free
+        slots, that same transaction claims the next batch (recall-checked at its claim, as
+        the first): the connections stay busy across batches instead of idling while the last
+        sends of one finish and the next claim is made.
+        """
+        stats = DeliveryStats()
+        waiting: collections.deque[tuple[int, Message]] = collections.deque()  # (order, message)
         sending: _Sending = {}  # each send's claim order
+        claimed_so_far = 0  # the next message's claim order
+        more = True  # whether to claim again
         failure: Exception | None = None
         try:
-            self._start(_next_wave(waiting, self._concurrency), sending)  # checked at the claim
-            while sending:
-                done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
-                # In claim order, so the records do not depend on the order the sends ended.
-                order = {task: sending.pop(task) for task in done}
-                finished, abandoned = _results(sorted(done, key=order.__getitem__))
+            while True:
+                finished, abandoned = await _first_done(sending)
                 free = 0 if abandoned is not None else self._concurrency - len(sending)
                 wave = _next_wave(waiting, free)
-                statuses, kept, error = await self._record_and_check(finished, wave)
-                failure = failure or error
-                for status in statuses:
+                # After a failure or an abandoned send, finish what is claimed and stop.
+                more = more and failure is None and abandoned is None
+                claim = more and len(wave) < free and claims != 0 and go_on()
+                if not (sending or finished or wave or claim or abandoned):
+                    break
+                step = await self._step(finished, wave, claim)
+                failure = failure or step.error
+                for status in step.statuses:
                     stats.count(status)
-                stats.cancelled += len(wave) - len(kept)
+                stats.claimed += step.claimed
+                stats.cancelled += step.claimed - len(step.fresh) + len(wave) - len(step.kept)
+                if claim:
+                    claims = None if claims is None else claims - 1
+                    more = step.claimed > 0
                 if abandoned is not None:
-                    # A send ended by a BaseException (cancellation, exit) abandons the round,
+                    # A send ended by a BaseException (cancellation, exit) abandons the drain,
                     # once what was sent beside it is recorded; the leases bring the rest back.
                     raise abandoned
-                self._start(kept, sending)
+                # Only the wave and the batch claimed in this step's transaction are checked
+                # now: the fresh ones take the slots the wave left (the wave did not fill them,
+                # so nothing else waits), and what waits is checked in a later step.
+                fresh = collections.deque((claimed_so_far + i, m) for i, m in enumerate(step.fresh))
+                claimed_so_far += step.claimed
+                self._start([*step.kept, *_next_wave(fresh, free - len(step.kept))], sending)
+                waiting.extend(fresh)
         finally:
             for task in sending:
                 task.cancel()
@@ -132,38 +169,51 @@ class DeliveryWorker:
         for order, message in wave:
             sending[asyncio.create_task(self._send(message))] = order
 
-    async def _record_and_check(
-        self, finished: Sequence[tuple[Message, Outcome]], wave: Sequence[tuple[int, Message]]
-    ) -> tuple[list[MessageStatus | None], list[tuple[int, Message]], Exception | None]:
-        """Record outcomes and check the next wave for recall, in one transaction; the statuses
-        recorded, the wave's messages still to send, and what failed if anything did.
+    async def _step(
+        self,
+        finished: Sequence[tuple[Message, Outcome]],
+        wave: Sequence[tuple[int, Message]],
+        claim: bool,
+    ) -> _Step:
+        """Record outcomes, check the next wave for recall and claim the next batch if asked,
+        in one transaction.
 
-        If that transaction fails, the outcomes are recorded as `_record_batch` says and the
-        wave is checked on its own; a wave that cannot be checked again is sent, as checked at
-        its claim.
+        If that transaction fails, the outcomes are recorded as `_record_batch` says, the wave
+        is checked on its own (a wave that cannot be checked again is sent, as checked at its
+        claim) and the claim is made on its own (a claim that fails is the step's error).
         """
-        if not wave:
+        if not wave and not claim:
             statuses, error = await self._record_batch(finished)
-            return statuses, [], error
+            return _Step(statuses, error=error)
+        if not wave and not finished:
+            claimed, fresh = await self._in_store(self._claim)  # the first claim: raises
+            return _Step(claimed=claimed, fresh=fresh)
 
-        def record_and_check(
-            uow: UnitOfWork,
-        ) -> tuple[list[MessageStatus | None], list[tuple[int, Message]]]:
+        def step(uow: UnitOfWork) -> _Step:
             statuses = self._outcomes.record_all(uow, finished) if finished else []
-            return statuses, self._check_again(uow, wave)
+            kept = self._check_again(uow, wave) if wave else []
+            claimed, fresh = self._claim(uow) if claim else (0, [])
+            return _Step(statuses, kept, claimed, fresh)
 
         try:
-            statuses, kept = await self._in_store(record_and_check)
-            return statuses, kept, None
+            return await self._in_store(step)
         except Exception:
             log.warning("recording outcomes and checking %d messages together failed", len(wave))
         statuses, error = await self._record_batch(finished)
-        try:
-            kept = await self._in_store(lambda uow: self._check_again(uow, wave))
-        except Exception as exc:
-            log.warning("%d messages sent as checked at their claim: %s", len(wave), _text(exc))
-            kept = list(wave)
-        return statuses, kept, error
+        kept: list[tuple[int, Message]] = []
+        if wave:
+            try:
+                kept = await self._in_store(lambda uow: self._check_again(uow, wave))
+            except Exception as exc:
+                log.warning("%d messages sent as checked at their claim: %s", len(wave), _text(exc))
+                kept = list(wave)
+        claimed, fresh = 0, []
+        if claim:
+            try:
+                claimed, fresh = await self._in_store(self._claim)
+            except Exception as exc:
+                error = error or exc
+        return _Step(statuses, kept, claimed, fresh, error)
 
     def _check_again(
         self, uow: UnitOfWork, wave: Sequence[tuple[int, Message]]
@@ -172,30 +222,18 @@ class DeliveryWorker:
         kept = {m.key for m in recall(uow, [m for _, m in wave], self._clock.now(), self._goals)}
         return [(order, m) for order, m in wave if m.key in kept]
 
-    async def drain(self, until_idle: bool = True) -> DeliveryStats:
-        """Rounds until one claims nothing (or just one round); the summed stats.
-
-        Only what is due by the clock's time is sent: retries wait for the clock to reach
-        their `next_attempt_at`, so this always ends.
-        """
-        total = DeliveryStats()
-        while True:
-            stats = await self.run_once()
-            total += stats
-            if not until_idle or not stats:
-                return total
-
     def next_due_at(self) -> datetime | None:
         """When the next message is due (or a lease runs out): the daemon's next alarm."""
         with self._store.transaction() as uow:
             return uow.next_message_due_at()
 
-    def _claim(self, uow: UnitOfWork, now: datetime) -> tuple[int, list[Message]]:
+    def _claim(self, uow: UnitOfWork) -> tuple[int, list[Message]]:
         """Claim what is due and cancel the recalled in one transaction: how many, what to send.
 
         One transaction, so a message is never seen `sending` and then cancelled, and no other
         worker can claim it between the check and the claim.
         """
+        now = self._clock.now()
         claimed = uow.claim_messages(now, self._batch, self._lease)
         return len(claimed), recall(uow, claimed, now, self._goals) if claimed else []
 
@@ -266,6 +304,31 @@ class DeliveryWorker:
 
 
 _Sending = dict[asyncio.Task[tuple[Message, Outcome]], int]
+
+
+@dataclass
+class _Step:
+    """What one step's transaction did: statuses recorded, the wave's messages still to send,
+    how many were claimed and which of them to send, and what failed if anything did."""
+
+    statuses: list[MessageStatus | None] = field(default_factory=list)
+    kept: list[tuple[int, Message]] = field(default_factory=list)
+    claimed: int = 0
+    fresh: list[Message] = field(default_factory=list)
+    error: Exception | None = None
+
+
+async def _first_done(
+    sending: _Sending,
+) -> tuple[list[tuple[Message, Outcome]], BaseException | None]:
+    """Wait for sends to finish (none if none is under way): their outcomes in claim order,
+    so the records do not depend on the order the sends ended, and the first BaseException
+    one of them ended with."""
+    if not sending:
+        return [], None
+    done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+    order = {task: sending.pop(task) for task in done}
+    return _results(sorted(done, key=order.__getitem__))
 
 
 def _next_wave(
