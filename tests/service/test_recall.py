@@ -536,3 +536,55 @@ def test_the_rest_of_a_batch_is_checked_after_a_wave_that_was_wholly_recalled(
     with last_send.store.transaction() as uow:
         later = [m.status for m in uow.messages_for_contact("c1") if m.key != first[0].key]
     assert later == [MessageStatus.cancelled] * 2
+
+
+def test_two_orders_acknowledged_during_one_send_cancel_both_later_reminders(
+    last_send: Shop,
+) -> None:
+    # Three carts, one send at a time; while the first reminder is being sent the shop reports
+    # the orders of the two other carts: neither of their reminders may go.
+    carts = ("cart-a", "cart-b", "cart-c")
+    for cart in carts:
+        last_send.event("cart_updated", **{**CART, "cart_id": cart})
+    assert last_send.at(EVENING + timedelta(hours=1)) == DeliveryStats()
+    last_send.clock.set(MORNING)
+    first: list[Message] = []
+
+    class OrdersDuringTheFirstSend:
+        async def send_email(self, message: Message) -> str:
+            if not first:
+                first.append(message)
+                with last_send.store.transaction() as uow:
+                    run = uow.get_run(message.run_id)
+                assert run is not None
+                for other in sorted(set(carts) - {run.key}):  # e4, e5
+                    last_send.event("order_completed", **{**ORDER, "cart_id": other})
+            return await last_send.sender.send_email(message)
+
+    worker = DeliveryWorker(
+        last_send.store,
+        OrdersDuringTheFirstSend(),
+        OutboxDirSender(Path("/nonexistent/outbox-not-used")),
+        last_send.clock,
+        registry=last_send.registry,
+        env=last_send.env,
+        concurrency=1,
+    )
+
+    async def deliver() -> DeliveryStats:
+        async with last_send.sender:
+            return await worker.drain()
+
+    # The first reminder, then the one receipt of the two orders (one order id).
+    assert asyncio.run(deliver()) == DeliveryStats(claimed=4, sent=2, cancelled=2)
+    assert last_send.received() == ["Camille, your cart is waiting for you", RECEIPT]
+    with last_send.store.transaction() as uow:
+        later = sorted(
+            (m.status, m.last_error)
+            for m in uow.messages_for_contact("c1")
+            if not m.transactional and m.key != first[0].key
+        )
+    assert later == [
+        (MessageStatus.cancelled, "exit goal met by order_completed (e4)"),
+        (MessageStatus.cancelled, "exit goal met by order_completed (e5)"),
+    ]
