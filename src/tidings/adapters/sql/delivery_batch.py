@@ -34,6 +34,18 @@ def _runs_by_id(postgres: bool) -> sa.Select[tuple[object, ...]]:
     return sa.select(_r).where(_r.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(run_id)
 
 
+@functools.cache
+def _contact_events(by_name: bool, since: bool) -> sa.Select[tuple[object, ...]]:
+    """The events of contacts (`ids`), of some names only (`names`), since a time (`since`):
+    read at every recall check, a few contacts at a time."""
+    where: list[sa.ColumnElement[bool]] = [_e.c.contact_id.in_(sa.bindparam("ids", expanding=True))]
+    if by_name:
+        where.append(_e.c.name.in_(sa.bindparam("names", expanding=True)))
+    if since:
+        where.append(_e.c.occurred_at >= sa.bindparam("since", type_=_e.c.occurred_at.type))
+    return sa.select(_e).where(*where)
+
+
 class DeliveryBatchQueries(Queries):
     """The `DeliveryBatch` port over one connection."""
 
@@ -61,13 +73,14 @@ class DeliveryBatchQueries(Queries):
         since: datetime | None = None,
     ) -> list[Event]:
         """`contact_events` of each of these contacts, in one list by event time (then seq)."""
-        where: list[sa.ColumnElement[bool]] = []
+        statement = _contact_events(names is not None, since is not None)
+        values: dict[str, object] = {}
         if names is not None:
-            where.append(_e.c.name.in_(sorted(set(names))))
+            values["names"] = sorted(set(names))
         if since is not None:
-            where.append(_e.c.occurred_at >= since)
+            values["since"] = since
         found: list[Event] = []
         for part in chunks(sorted(set(contact_ids))):
-            stmt = sa.select(_e).where(_e.c.contact_id.in_(part), *where)
-            found += [mapping.event_from_row(row) for row in self._execute(stmt).mappings()]
+            rows = self._select_rows(statement, values | {"ids": list(part)})
+            found += [mapping.event_from_row(row) for row in rows]
         return sorted(found, key=lambda e: (e.occurred_at, e.seq or 0))
