@@ -50,6 +50,16 @@ def _columns(row: dict[str, Any]) -> tuple[str, ...]:
     return tuple(row)[:-1]
 
 
+@functools.cache
+def _next_message_due() -> sa.Select[Any]:
+    """The earliest pending message's due time and `sending` lease's end, built once: asked
+    after every pass of the daemon's engine. Two scalar subqueries, each answered from the
+    (status, due_at) index or a few rows."""
+    pending = sa.select(sa.func.min(_m.c.due_at)).where(_PENDING).scalar_subquery()
+    leased = sa.select(sa.func.min(_m.c.lease_until)).where(_SENDING).scalar_subquery()
+    return sa.select(pending.label("pending"), leased.label("leased"))
+
+
 class OutboxQueries(Queries):
     """The `Outbox` port over one connection."""
 
@@ -139,9 +149,6 @@ class OutboxQueries(Queries):
 
     def next_message_due_at(self) -> datetime | None:
         """When the earliest pending message is due, or a `sending` lease runs out."""
-        # Two scalar subqueries, each answered from the (status, due_at) index or a few rows.
-        pending = sa.select(sa.func.min(_m.c.due_at)).where(_PENDING).scalar_subquery()
-        leased = sa.select(sa.func.min(_m.c.lease_until)).where(_SENDING).scalar_subquery()
-        first, second = self._execute(sa.select(pending, leased)).one()
-        times = [t for t in (first, second) if t is not None]
+        (row,) = self._select_rows(_next_message_due(), {})
+        times = [t for t in (row["pending"], row["leased"]) if t is not None]
         return min(times, default=None)

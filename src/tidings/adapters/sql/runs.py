@@ -88,6 +88,12 @@ def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
     )
 
 
+@functools.cache
+def _next_due() -> sa.Select[Any]:
+    """The earliest due time of a waiting run, built once: asked after every engine pass."""
+    return sa.select(sa.func.min(_r.c.due_at).label("earliest")).where(WAITING)
+
+
 class RunQueries(Queries):
     """The `RunStore` port over one connection."""
 
@@ -164,9 +170,8 @@ class RunQueries(Queries):
 
     def next_due_at(self) -> datetime | None:
         """The earliest due time of any waiting run."""
-        earliest: datetime | None = self._execute(
-            sa.select(sa.func.min(_r.c.due_at)).where(WAITING)
-        ).scalar_one()
+        (row,) = self._select_rows(_next_due(), {})
+        earliest: datetime | None = row["earliest"]
         return earliest
 
     def runs_off_version(self, workflow_id: str, version: str, limit: int) -> list[Run]:
