@@ -34,7 +34,7 @@ from tidings.model.events import Event, IdentifierKind
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Outcome
 from tidings.model.trace import TraceKind
-from tidings.ports import Store
+from tidings.ports import EmailSender, Store
 from tidings.service.consent import unsubscribe
 from tidings.service.delivery import DeliveryStats, DeliveryWorker
 from tidings.service.explain import explain, read_report
@@ -99,6 +99,25 @@ class Shop:
     async def _deliver(self) -> DeliveryStats:
         async with self.sender:
             return await self.worker.drain()
+
+    def drain_one_at_a_time(self, email: EmailSender) -> DeliveryStats:
+        """Deliver what is due, one send at a time, through `email` (which may act while a
+        message is being sent, then hand it to the relay)."""
+        worker = DeliveryWorker(
+            self.store,
+            email,
+            OutboxDirSender(Path("/nonexistent/outbox-not-used")),
+            self.clock,
+            registry=self.registry,
+            env=self.env,
+            concurrency=1,
+        )
+
+        async def deliver() -> DeliveryStats:
+            async with self.sender:
+                return await worker.drain()
+
+        return asyncio.run(deliver())
 
     def messages(self) -> dict[str, Message]:
         """The outbox by workflow."""
@@ -470,22 +489,10 @@ def test_an_order_acknowledged_while_an_earlier_email_is_sent_cancels_a_later_on
                 last_send.event("order_completed", **{**ORDER, "cart_id": other})  # e3
             return await last_send.sender.send_email(message)
 
-    worker = DeliveryWorker(
-        last_send.store,
-        OrderDuringTheFirstSend(),
-        OutboxDirSender(Path("/nonexistent/outbox-not-used")),
-        last_send.clock,
-        registry=last_send.registry,
-        env=last_send.env,
-        concurrency=1,
-    )
-
-    async def deliver() -> DeliveryStats:
-        async with last_send.sender:
-            return await worker.drain()
+    sender = OrderDuringTheFirstSend()
 
     # The two reminders, then the receipt the order queued.
-    assert asyncio.run(deliver()) == DeliveryStats(claimed=3, sent=2, cancelled=1)
+    assert last_send.drain_one_at_a_time(sender) == DeliveryStats(claimed=3, sent=2, cancelled=1)
     assert last_send.received() == ["Camille, your cart is waiting for you", RECEIPT]
     with last_send.store.transaction() as uow:
         reminders = {m.key: m for m in uow.messages_for_contact("c1") if not m.transactional}
@@ -518,21 +525,9 @@ def test_the_rest_of_a_batch_is_checked_after_a_wave_that_was_wholly_recalled(
                 unsubscribe(last_send.store, last_send.clock, "c1", Channel.email, source="link")
             return await last_send.sender.send_email(message)
 
-    worker = DeliveryWorker(
-        last_send.store,
-        UnsubscribeDuringTheFirstSend(),
-        OutboxDirSender(Path("/nonexistent/outbox-not-used")),
-        last_send.clock,
-        registry=last_send.registry,
-        env=last_send.env,
-        concurrency=1,
-    )
+    sender = UnsubscribeDuringTheFirstSend()
 
-    async def deliver() -> DeliveryStats:
-        async with last_send.sender:
-            return await worker.drain()
-
-    assert asyncio.run(deliver()) == DeliveryStats(claimed=3, sent=1, cancelled=2)
+    assert last_send.drain_one_at_a_time(sender) == DeliveryStats(claimed=3, sent=1, cancelled=2)
     with last_send.store.transaction() as uow:
         later = [m.status for m in uow.messages_for_contact("c1") if m.key != first[0].key]
     assert later == [MessageStatus.cancelled] * 2
@@ -561,22 +556,10 @@ def test_two_orders_acknowledged_during_one_send_cancel_both_later_reminders(
                     last_send.event("order_completed", **{**ORDER, "cart_id": other})
             return await last_send.sender.send_email(message)
 
-    worker = DeliveryWorker(
-        last_send.store,
-        OrdersDuringTheFirstSend(),
-        OutboxDirSender(Path("/nonexistent/outbox-not-used")),
-        last_send.clock,
-        registry=last_send.registry,
-        env=last_send.env,
-        concurrency=1,
-    )
-
-    async def deliver() -> DeliveryStats:
-        async with last_send.sender:
-            return await worker.drain()
+    sender = OrdersDuringTheFirstSend()
 
     # The first reminder, then the one receipt of the two orders (one order id).
-    assert asyncio.run(deliver()) == DeliveryStats(claimed=4, sent=2, cancelled=2)
+    assert last_send.drain_one_at_a_time(sender) == DeliveryStats(claimed=4, sent=2, cancelled=2)
     assert last_send.received() == ["Camille, your cart is waiting for you", RECEIPT]
     with last_send.store.transaction() as uow:
         later = sorted(

@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from tidings.adapters.sql import mapping
+from tidings.adapters.sql.events import event_filters
 from tidings.adapters.sql.statements import Queries, chunks
 from tidings.adapters.sql.tables import events, messages, runs
 from tidings.model.events import Event
@@ -36,14 +37,10 @@ def _runs_by_id(postgres: bool) -> sa.Select[tuple[object, ...]]:
 
 @functools.cache
 def _contact_events(by_name: bool, since: bool) -> sa.Select[tuple[object, ...]]:
-    """The events of contacts (`ids`), of some names only (`names`), since a time (`since`):
-    read at every recall check, a few contacts at a time."""
-    where: list[sa.ColumnElement[bool]] = [_e.c.contact_id.in_(sa.bindparam("ids", expanding=True))]
-    if by_name:
-        where.append(_e.c.name.in_(sa.bindparam("names", expanding=True)))
-    if since:
-        where.append(_e.c.occurred_at >= sa.bindparam("since", type_=_e.c.occurred_at.type))
-    return sa.select(_e).where(*where)
+    """The events of contacts (`ids`), filtered as `contact_events` filters: read at every
+    recall check, a few contacts at a time."""
+    contacts = _e.c.contact_id.in_(sa.bindparam("ids", expanding=True))
+    return sa.select(_e).where(contacts, *event_filters(names=by_name, since=since, until=False))
 
 
 class DeliveryBatchQueries(Queries):

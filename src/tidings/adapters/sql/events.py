@@ -55,14 +55,22 @@ def _window(
 # built once per set of filters given, with bound values, and read on the driver on SQLite.
 @functools.cache
 def _contact_events(names: bool, since: bool, until: bool) -> sa.Select[tuple[object, ...]]:
-    where = [_e.c.contact_id == sa.bindparam("contact_id", type_=sa.Text())]
+    contact = _e.c.contact_id == sa.bindparam("contact_id", type_=sa.Text())
+    where = [contact, *event_filters(names=names, since=since, until=until)]
+    return sa.select(_e).where(*where).order_by(_e.c.occurred_at, _e.c.seq)
+
+
+def event_filters(*, names: bool, since: bool, until: bool) -> list[sa.ColumnElement[bool]]:
+    """The filters of a read of contacts' events, each a bound parameter of its name: events
+    of some `names` (a list), from `since` and to `until` (times, inclusive)."""
+    where: list[sa.ColumnElement[bool]] = []
     if names:
         where.append(_e.c.name.in_(sa.bindparam("names", expanding=True)))
     if since:
         where.append(_e.c.occurred_at >= sa.bindparam("since", type_=UTCDateTime()))
     if until:
         where.append(_e.c.occurred_at <= sa.bindparam("until", type_=UTCDateTime()))
-    return sa.select(_e).where(*where).order_by(_e.c.occurred_at, _e.c.seq)
+    return where
 
 
 # Claimed by every engine pass, whatever the events' names: read on the driver on SQLite, where
