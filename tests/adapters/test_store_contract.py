@@ -345,6 +345,25 @@ def test_a_message_recorded_as_sending_without_a_claim_is_not_stuck(store: Store
     assert [m.key for m in claimed] == ["run-1:0"]
 
 
+def test_one_claim_takes_pending_and_lapsed_messages_in_due_order(store: Store) -> None:
+    lease = timedelta(minutes=5)
+    with store.transaction() as uow:
+        uow.add_messages(
+            [
+                make_message(1, not_before=T0 + timedelta(seconds=3)),
+                make_message(2, not_before=T0 + timedelta(seconds=1)),
+                make_message(3, not_before=T0 + timedelta(seconds=4)),
+                make_message(4, not_before=T0 + timedelta(seconds=2)),
+            ]
+        )
+        # Messages 2 and 4 claimed by a worker that then died: their lease runs out at T0 + 5 min.
+        uow.claim_messages(T0 + timedelta(seconds=2), limit=10, lease=lease)
+    with store.transaction() as uow:
+        claimed = uow.claim_messages(T0 + timedelta(minutes=6), limit=3, lease=lease)
+    # Lapsed and pending together, earliest due first, the limit counting both.
+    assert [m.key for m in claimed] == ["run-2:0", "run-4:0", "run-1:0"]
+
+
 def test_saved_delivery_state_decides_the_next_claim(store: Store) -> None:
     with store.transaction() as uow:
         uow.add_messages([make_message(1), make_message(2)])

@@ -83,16 +83,16 @@ class OutboxQueries(Queries):
         # A `sending` row without a lease (recorded so, never claimed) counts as expired:
         # better claimed again than stuck for ever.
         lapsed = sa.or_(_m.c.lease_until.is_(None), _m.c.lease_until <= now)
-        due = sa.or_(sa.and_(_PENDING, _m.c.due_at <= now), sa.and_(_SENDING, lapsed))
-        keys = list(
-            self._execute(
-                sa.select(_m.c.key)
-                .where(due)
-                .order_by(_m.c.due_at, self._text_order(_m.c.key))
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).scalars()
-        )
+        # Pending and lapsed messages asked apart, each in the (status, due_at, key) index's
+        # order, then merged: asked as one OR, every due message was read and sorted at every
+        # claim, so a backlog of 30,000 cost each claim of 100 about 32 ms. Sending messages are
+        # the few in flight (or a dead worker's); their read stays small.
+        due = [
+            *self._due_keys(sa.and_(_PENDING, _m.c.due_at <= now), limit),
+            *self._due_keys(sa.and_(_SENDING, lapsed), limit),
+        ]
+        # Python orders text by code point, as `_text_order` makes both dialects do.
+        keys = [key for _, key in sorted(due)[:limit]]
         if not keys:
             return []
         rows = self._execute(
@@ -103,6 +103,18 @@ class OutboxQueries(Queries):
         ).mappings()
         ordered = sorted(rows, key=lambda row: (row["due_at"], row["key"]))
         return [mapping.message_from_row(row) for row in ordered]
+
+    def _due_keys(self, due: sa.ColumnElement[bool], limit: int) -> list[tuple[datetime, str]]:
+        """The first `limit` (due_at, key) of the messages `due` selects, in the claim's order,
+        locked for the claim (rows another claimant holds are skipped)."""
+        rows = self._execute(
+            sa.select(_m.c.due_at, _m.c.key)
+            .where(due)
+            .order_by(_m.c.due_at, self._text_order(_m.c.key))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [(due_at, key) for due_at, key in rows]
 
     def save_message(self, message: Message) -> None:
         """Replace a message's delivery state by key (its content never changes)."""

@@ -173,7 +173,17 @@ class MessageRow(Row, table=True):
     """One outbox message. `due_at` and `lease_until` are delivery bookkeeping, not domain."""
 
     __tablename__ = "messages"
-    __table_args__ = (sa.Index("ix_messages_status_due_at", "status", "due_at"),)
+    # In the claim's order (status, due time, then key; migration 0005), the key in collation
+    # "C" on PostgreSQL as the claim orders it: see `ix_runs_waiting_due_at_id` below.
+    __table_args__ = (
+        sa.Index(
+            "ix_messages_status_due_at_key",
+            "status",
+            "due_at",
+            "key",
+            postgresql_ops={"key": 'COLLATE "C"'},
+        ),
+    )
 
     key: str = _text(primary_key=True)
     channel: str = _text()
