@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable, Iterator
 import aiosmtplib
 import pytest
 from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.smtp_server import Received, SmtpTestServer
-from tidings.adapters.smtp_mail import quoted, send_mail, wire_size
+from tidings.adapters.smtp_mail import dot_terminated, quoted, send_mail, wire_size
 
 ATEXT = "abcxyzABCXYZ0189!#$%&'*+/=?^_`{|}~-"
 atoms = st.text(alphabet=ATEXT, min_size=1, max_size=8)
@@ -63,6 +63,16 @@ def test_any_address_is_quoted_or_refused_as_aiosmtplib_does(address: str) -> No
 )
 def test_the_size_is_counted_as_sendmail_counts_it(message: bytes) -> None:
     assert wire_size(message) == len(normalize_message_line_endings(message))
+
+
+@settings(max_examples=300)
+@given(
+    st.binary(max_size=40)
+    | st.lists(st.sampled_from([b"a", b"\r\n", b"\r", b"\n", b"."])).map(b"".join)
+)
+def test_the_content_is_sent_as_sendmail_sends_it(message: bytes) -> None:
+    sent_by_aiosmtplib = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message))
+    assert dot_terminated(message) == sent_by_aiosmtplib + b".\r\n"
 
 
 @pytest.fixture

@@ -55,10 +55,14 @@ def quoted(address: str) -> str:
 def wire_size(message: bytes) -> int:
     """The message's size as the DATA command sends it (RFC 1870), as sendmail counts it."""
     # Our messages are written with CRLF line ends, which the count shows without rewriting.
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") == crlf == message.count(b"\r"):
+    if _crlf_only(message):
         return len(message) if message.endswith(b"\r\n") else len(message) + 2
     return len(normalize_message_line_endings(message))
+
+
+def _crlf_only(message: bytes) -> bool:
+    """Whether every line end is CRLF (no lone CR or LF for aiosmtplib to rewrite)."""
+    return message.count(b"\n") == message.count(b"\r\n") == message.count(b"\r")
 
 
 async def send_mail(
@@ -95,7 +99,7 @@ async def send_mail(
             closes_if_unavailable=True,
         ),
         _Step(b"DATA\r\n", (_START_INPUT,), _data_error),
-        _Step(_dot_terminated(message), (_OK,), _data_error),
+        _Step(dot_terminated(message), (_OK,), _data_error),
     )
     exchange = _MailExchange.take_over(client, steps, timeout_s)
     try:
@@ -195,6 +199,9 @@ class _MailExchange(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.done.done():
             return  # nothing is awaited: aiosmtplib ignores such data too
+        if not self._buffer and (reply := _one_line_reply(data)) is not None:
+            self._answered(reply)
+            return
         self._buffer += data
         if len(self._buffer) > MAX_RESPONSE_LENGTH:
             self._buffer.clear()
@@ -264,6 +271,21 @@ class _MailExchange(asyncio.Protocol):
         self._transport.abort()  # now: the server may still be busy with the message
 
 
+def _one_line_reply(data: bytes) -> aiosmtplib.SMTPResponse | None:
+    """The reply when `data` is exactly one well-formed last line, as nearly every reply to a
+    mail transaction's command comes, read as `_read_reply` reads it but without a buffer;
+    None for anything else, which `_read_reply` then reads."""
+    if data.find(b"\n") != len(data) - 1 or data[3:4] == b"-" or len(data) > MAX_LINE_LENGTH:
+        return None
+    try:
+        code = int(data[:3])
+    except ValueError:
+        return None
+    return aiosmtplib.SMTPResponse(
+        code, data[4:].strip(b" \t\r\n").decode("utf-8", "surrogateescape")
+    )
+
+
 def _read_reply(buffer: bytearray) -> aiosmtplib.SMTPResponse | None:
     """The first complete reply in `buffer`, taken out of it (None: not complete yet), read as
     aiosmtplib's protocol reads one: lines joined by a newline, each without its code and
@@ -317,6 +339,12 @@ def _data_error(reply: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPException:
     return aiosmtplib.SMTPDataError(reply.code, reply.message)
 
 
-def _dot_terminated(message: bytes) -> bytes:
+def dot_terminated(message: bytes) -> bytes:
     """DATA's content: CRLF line ends, leading dots doubled, and the final dot line."""
-    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+    # Both rewrites are regular expression passes over the whole message; ours (CRLF, no line
+    # starting with a dot) need neither, which counting shows for less.
+    if not _crlf_only(message) or not message.endswith(b"\r\n"):
+        message = normalize_message_line_endings(message)
+    if message.startswith(b".") or b"\n." in message:
+        message = PERIOD_REGEX.sub(b"..", message)
+    return message + b".\r\n"
