@@ -327,6 +327,16 @@ class Store(Protocol):
         ...
 
 
+class KeptConnection(Protocol):
+    """A store that can keep one connection for a caller making many small transactions in a
+    row from one thread (the delivery worker), without a pool's checkout and return each."""
+
+    def kept_connection(self) -> AbstractContextManager[Store]:
+        """Transactions on one connection until the block ends (the store itself where keeping
+        one would not help)."""
+        ...
+
+
 class Alarm(Protocol):
     """The alarm clock (APScheduler in the daemon): wake the engine at a time. Not the ledger."""
 

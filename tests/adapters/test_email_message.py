@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import cast
 
 import pytest
@@ -15,6 +16,7 @@ from support.messages import T0, make_message
 from tidings.adapters.email_message import (
     build_email,
     clean_subject,
+    date_header,
     needs_smtputf8,
     parse_address,
     to_bytes,
@@ -304,3 +306,13 @@ def test_what_a_mail_client_reads_back_is_what_was_written(
         wanted = written if written.endswith("\n") else written + "\n"
         normalised = wanted.replace("\r\n", "\n").replace("\r", "\n")
         assert body(part) == normalised
+
+
+@settings(max_examples=300)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), timezones=st.sampled_from([UTC, None]))
+    | st.datetimes(timezones=st.just(timezone(timedelta(hours=-5, minutes=-30))))
+)
+def test_the_date_header_is_written_as_the_email_package_writes_it(when: datetime) -> None:
+    utc = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    assert date_header(when) == format_datetime(utc)

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable, Iterator
 import aiosmtplib
 import pytest
 from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.smtp_server import Received, SmtpTestServer
-from tidings.adapters.smtp_mail import quoted, send_mail, wire_size
+from tidings.adapters.smtp_mail import dot_terminated, quoted, send_mail, wire_size
 
 ATEXT = "abcxyzABCXYZ0189!#$%&'*+/=?^_`{|}~-"
 atoms = st.text(alphabet=ATEXT, min_size=1, max_size=8)
@@ -63,6 +63,16 @@ def test_any_address_is_quoted_or_refused_as_aiosmtplib_does(address: str) -> No
 )
 def test_the_size_is_counted_as_sendmail_counts_it(message: bytes) -> None:
     assert wire_size(message) == len(normalize_message_line_endings(message))
+
+
+@settings(max_examples=300)
+@given(
+    st.binary(max_size=40)
+    | st.lists(st.sampled_from([b"a", b"\r\n", b"\r", b"\n", b"."])).map(b"".join)
+)
+def test_the_content_is_sent_as_sendmail_sends_it(message: bytes) -> None:
+    sent_by_aiosmtplib = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message))
+    assert dot_terminated(message) == sent_by_aiosmtplib + b".\r\n"
 
 
 @pytest.fixture
@@ -220,3 +230,93 @@ def test_a_reply_later_than_the_timeout_fails_as_aiosmtplib_times_out(late: byte
     result, connected = send_slowly({late: 1.0}, timeout_s=0.2)
     assert result == (aiosmtplib.SMTPReadTimeoutError, "Timed out waiting for server response")
     assert not connected
+
+
+# Odd replies: sendmail and send_mail read them alike, and leave the connection alike.
+
+CLOSE = b""  # the server hangs up instead of answering
+
+
+class ScriptedServer:
+    """An SMTP server that answers each command (by its first word, b"." for the content)
+    with the bytes given, written in the chunks given (a short pause between them), and
+    `250 ok` otherwise; CLOSE hangs up instead."""
+
+    def __init__(self, answers: dict[bytes, list[bytes]]) -> None:
+        self.answers = answers
+        self.sessions: list[asyncio.Task[None]] = []
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sessions.append(asyncio.current_task())  # type: ignore[arg-type]
+        defaults = {b"EHLO": [b"250-scripted\r\n250 SIZE 1000000\r\n"], b"DATA": [b"354 go\r\n"]}
+        try:
+            writer.write(b"220 scripted ready\r\n")
+            in_data = False
+            while line := await reader.readline():
+                if in_data and line != b".\r\n":
+                    continue
+                word = b"." if in_data else line.split()[0].upper()
+                chunks = self.answers.get(word) or defaults.get(word) or [b"250 ok\r\n"]
+                if chunks == [CLOSE]:
+                    break
+                for n, chunk in enumerate(chunks):
+                    if n:
+                        await writer.drain()
+                        await asyncio.sleep(0.02)
+                    writer.write(chunk)
+                in_data = word == b"DATA" and chunks[-1].startswith(b"354")
+        finally:
+            writer.close()
+
+    async def stop(self, server: asyncio.Server) -> None:
+        server.close()
+        for task in self.sessions:
+            task.cancel()
+        await asyncio.gather(*self.sessions, return_exceptions=True)
+
+
+def send_to_scripted(send: Send, answers: dict[bytes, list[bytes]]) -> tuple[object, bool]:
+    """One message to a scripted server: what the send gave, and whether the client is still
+    connected after it."""
+
+    async def scenario() -> tuple[object, bool]:
+        scripted = ScriptedServer(answers)
+        server = await asyncio.start_server(scripted.session, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=5)
+        await client.connect()
+        await client.ehlo()
+        try:
+            await send(client, "a@example.org", "b@example.org", MESSAGE, [])
+            result: object = "sent"
+        except aiosmtplib.SMTPException as exc:
+            result = (type(exc), str(exc))
+        connected = client.is_connected
+        client.close()
+        await scripted.stop(server)
+        return result, connected
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {b"MAIL": [b"250-first line\r\n250-\r\n250 last line\r\n"]},
+        {b"RCPT": [b"25", b"0 in two pieces\r\n"]},
+        {b"MAIL": [b"250-one\r\n", b"250 two\r\n"]},
+        {b"MAIL": [b"421 4.3.2 closing\r\n"]},
+        {b"RCPT": [b"421 4.3.2 closing\r\n"]},
+        {b"DATA": [b"421 4.3.2 closing\r\n"]},
+        {b".": [b"421 4.3.2 closing\r\n"]},
+        {b"RCPT": [b"553-5.1.3 bad\r\n553 5.1.3 address\r\n"]},
+        {b"DATA": [b"xyz what\r\n"]},
+        {b".": [b"552 5.3.4 too big\r\n"]},
+        {b"MAIL": [CLOSE]},
+        {b"RCPT": [CLOSE]},
+        {b".": [CLOSE]},
+        {b"MAIL": [b"250 " + b"x" * 9000 + b"\r\n"]},
+    ],
+)
+def test_odd_replies_end_as_sendmail_ends(answers: dict[bytes, list[bytes]]) -> None:
+    assert send_to_scripted(by_send_mail, answers) == send_to_scripted(by_sendmail, answers)

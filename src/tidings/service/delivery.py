@@ -34,6 +34,7 @@ import collections
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +48,7 @@ from tidings.ports import Clock, EmailSender, SmsSender, Store, UnitOfWork
 from tidings.service.delivery_outcomes import DeliveryStats, Outcome, OutcomeRecorder, retry_delay
 from tidings.service.recall import Goals, recall
 from tidings.service.registry import WorkflowRegistry
+from tidings.service.transaction_thread import TransactionThread
 
 __all__ = ["DeliveryStats", "DeliveryWorker", "retry_delay"]
 
@@ -93,6 +95,8 @@ class DeliveryWorker:
         self._outcomes = OutcomeRecorder(clock, max_age, backoff_base_s, backoff_max_s)
         self._concurrency = concurrency
         self._store_lock = threading.Lock()
+        self._transactions = TransactionThread(store, self._store_lock)
+        weakref.finalize(self, self._transactions.stop)
 
     async def run_once(self) -> DeliveryStats:
         """One round: claim what is due now, send it, record the outcomes as sends finish."""
@@ -295,7 +299,7 @@ class DeliveryWorker:
 
     async def _in_store(self, work: Callable[[UnitOfWork], _T]) -> _T:
         """Run `work` in one transaction, off the event loop (a commit may wait on the disk)."""
-        return await asyncio.to_thread(self._transaction, work)
+        return await self._transactions.run(work)
 
     def _transaction(self, work: Callable[[UnitOfWork], _T]) -> _T:
         # One transaction at a time: concurrent SQLite writers would only queue on its lock.

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tidings.adapters.sql import mapping
 from tidings.adapters.sql.contacts import ContactQueries
 from tidings.adapters.sql.delivery_batch import DeliveryBatchQueries
-from tidings.adapters.sql.engine import create_engine, database_url
+from tidings.adapters.sql.engine import create_engine, database_url, is_memory_sqlite
 from tidings.adapters.sql.event_rows import EventRowQueries
 from tidings.adapters.sql.events import EventQueries
 from tidings.adapters.sql.migrate import Migration, current_revision, upgrade
@@ -30,6 +30,7 @@ from tidings.adapters.sql.runs import RunQueries
 from tidings.adapters.sql.tables import trace, workflow_versions
 from tidings.errors import StoreError
 from tidings.model.trace import TraceEntry
+from tidings.ports import Store
 
 _t = trace
 _wv = workflow_versions
@@ -81,6 +82,23 @@ class SqlUnitOfWork(
         return source
 
 
+class _OneConnection:
+    """Transactions of a store on one connection it keeps (`SqlStore.kept_connection`)."""
+
+    def __init__(self, url: str, connection: sa.Connection) -> None:
+        self._url = url
+        self._connection = connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlUnitOfWork]:
+        """As `SqlStore.transaction`, on the kept connection."""
+        try:
+            with self._connection.begin():
+                yield SqlUnitOfWork(self._connection)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self._url}: {_describe(exc)}") from exc
+
+
 def _describe(exc: SQLAlchemyError) -> str:
     """The database's own words when there are some, else SQLAlchemy's."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
@@ -108,6 +126,24 @@ class SqlStore:
                 yield SqlUnitOfWork(connection)
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.url}: {_describe(exc)}") from exc
+
+    @contextmanager
+    def kept_connection(self) -> Iterator[Store]:
+        """On SQLite, transactions on one connection until the block ends: the pool's checkout
+        and return (with its reset) cost twice an empty transaction's own work. Elsewhere this
+        store itself: PostgreSQL's pool also checks a connection is alive before each use, and an
+        in-memory SQLite database has one connection for all, which must not be held."""
+        if self.dialect != "sqlite" or is_memory_sqlite(self._engine.url):
+            yield self
+            return
+        try:
+            connection = self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.url}: {_describe(exc)}") from exc
+        try:
+            yield _OneConnection(self.url, connection)
+        finally:
+            connection.close()
 
     def migrate(self) -> Migration:
         """Upgrade the schema to the newest revision (Alembic `upgrade head`)."""
