@@ -22,12 +22,14 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
+from tidings.compile.sandbox import ContextHelpers
 from tidings.model.durations import parse_duration
 from tidings.model.events import Event
 
 
-class History:
-    """The events one decision may look back on."""
+class History(ContextHelpers):
+    """The events one decision may look back on (its public methods are the context's history
+    helpers: safe, context-free, changing nothing)."""
 
     def __init__(self, events: Sequence[Event], now: datetime, current: Event | None = None):
         # The current event's id counts as seen: a stored copy of it is left out, and it goes
