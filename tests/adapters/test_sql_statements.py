@@ -15,18 +15,21 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from support.records import make_event
+from tidings.adapters.sql import mapping
 from tidings.adapters.sql.driver import (
     KEPT_EXPANSIONS,
     KEPT_TIME_TEXTS,
     DriverSelect,
     bind_processor,
     driver_select,
+    driver_statement,
     result_processor,
 )
 from tidings.adapters.sql.engine import create_engine
-from tidings.adapters.sql.statements import Queries
+from tidings.adapters.sql.statements import Queries, plain_insert
 from tidings.adapters.sql.store import SqlStore
 from tidings.adapters.sql.tables import events
 
@@ -383,3 +386,37 @@ def test_events_marked_processed_on_the_driver_are_the_rows_sqlalchemy_marks(
     assert [tuple(row) for row in rows] == [
         (seq, *(marked if seq <= 5 else (0, "null", None))) for seq in range(1, 8)
     ]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ("processed",),  # one column (a column default comes in as a parameter anyway)
+        ("name", "occurred_at", "properties", "processed"),
+        ("seq", *mapping.event_values(make_event(), "k")),
+    ],
+)
+@pytest.mark.parametrize("postgres", [False, True])
+def test_a_row_s_parameters_are_its_columns_converted_in_the_statement_s_order(
+    dialect: sa.Dialect, keys: tuple[str, ...], postgres: bool
+) -> None:
+    on = postgresql.psycopg.dialect() if postgres else dialect  # type: ignore[no-untyped-call]
+    values = {**mapping.event_values(make_event(3, properties={"a": [1]}), "k"), "seq": 3}
+    statement = driver_statement(on, plain_insert(events), events, keys)
+    expected = [
+        values[key] if process is None else process(values[key])
+        for key, process in zip(statement.keys, statement.processors, strict=True)
+    ]
+    parameters = statement.parameters(values)
+    if statement.positional:
+        assert isinstance(parameters, tuple)
+        assert [_unwrapped(v) for v in parameters] == [_unwrapped(v) for v in expected]
+    else:
+        assert isinstance(parameters, dict)
+        assert list(parameters) == list(statement.keys)
+        assert [_unwrapped(v) for v in parameters.values()] == [_unwrapped(v) for v in expected]
+
+
+def _unwrapped(value: Any) -> Any:
+    """psycopg's JSON parameter (which has no ==) as the value it wraps."""
+    return getattr(value, "obj", value)

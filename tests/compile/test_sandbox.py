@@ -13,6 +13,7 @@ from jinja2.exceptions import SecurityError
 from tidings.compile.sandbox import (
     MAX_RANGE,
     MAX_SIZE,
+    ContextHelpers,
     describe,
     make_environment,
     undefined_variable,
@@ -169,3 +170,44 @@ def test_a_template_global_cannot_reach_the_environment() -> None:
     env.from_string("", globals={"extra": "own"})
     assert "extra" not in env.globals
     assert "lipsum" not in env.from_string("").globals
+
+
+class _Helpers(ContextHelpers):
+    """Helpers the sandbox calls straight away, as the engine's history helpers."""
+
+    def count(self, name: str, *, within: Any = None, where: Any = None) -> str:
+        return f"{name}/{within}/{where}"
+
+    def stop(self) -> str:
+        raise StopIteration
+
+
+class _Plain:
+    """The same methods on an ordinary object: through Jinja's own checks."""
+
+    count = _Helpers.count
+    stop = _Helpers.stop
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ count('viewed', within='1d', where={'product_id': 7}) }}",
+        "{% for n in ['a', 'b'] %}{{ count(n, within=n) }} {% endfor %}",
+        "{% set x = 'c' %}{% for n in [x] %}{% set y = n %}{{ count(y) }}{% endfor %}",
+        "{% macro m(v) %}{{ count(v) }}{% endmacro %}{{ m('d') }}",
+        "{% if count('e') %}yes{% endif %}",
+    ],
+)
+def test_context_helpers_answer_as_through_jinjas_checks(source: str) -> None:
+    helpers, plain = _Helpers(), _Plain()
+    fast = render(source, count=helpers.count)
+    assert fast == render(source, count=plain.count)
+    assert fast.strip()
+
+
+def test_a_context_helper_raising_stop_iteration_is_undefined_as_through_jinja() -> None:
+    for owner in (_Helpers(), _Plain()):
+        with pytest.raises(jinja2.UndefinedError, match="StopIteration"):
+            render("{{ stop() }}", stop=owner.stop)
+        assert render("{{ stop() is undefined }}", stop=owner.stop) == "True"

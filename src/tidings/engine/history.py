@@ -22,12 +22,14 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
+from tidings.compile.sandbox import ContextHelpers
 from tidings.model.durations import parse_duration
 from tidings.model.events import Event
 
 
-class History:
-    """The events one decision may look back on."""
+class History(ContextHelpers):
+    """The events one decision may look back on (its public methods are the context's history
+    helpers: safe, context-free, changing nothing)."""
 
     def __init__(self, events: Sequence[Event], now: datetime, current: Event | None = None):
         # The current event's id counts as seen: a stored copy of it is left out, and it goes
@@ -64,7 +66,10 @@ class History:
                 e
                 for e in named[start:]
                 if key in (properties := e.properties)
-                and ((value := properties[key]) == expected or _same(value, expected))
+                and (
+                    (value := properties[key]) == expected
+                    or (type(value) is not type(expected) and _same(value, expected))
+                )
             ]
         return [e for e in named[start:] if _matches(e.properties, wanted)]
 
@@ -158,13 +163,17 @@ def _matches(properties: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
         if key not in properties:
             return False
         value = properties[key]
-        if not (value == expected or _same(value, expected)):
+        if not (
+            value == expected or (type(value) is not type(expected) and _same(value, expected))
+        ):
             return False
     return True
 
 
 def _same(value: Any, expected: Any) -> bool:
-    """Equal, or a number and the text it prints as (keys are rendered text)."""
+    """Equal, or a number and the text it prints as (keys are rendered text). Two values of
+    one type that are not == are never the same: callers skip the call for them (most
+    events of a `where` are other products, of the same type as the one asked for)."""
     if value == expected:
         return True
     for text, other in ((value, expected), (expected, value)):

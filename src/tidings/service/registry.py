@@ -36,6 +36,9 @@ class WorkflowRegistry:
         self.catalog = catalog
         self._current: dict[str, CompiledWorkflow] = {}
         self._versions: dict[tuple[str, str], CompiledWorkflow] = {}
+        # Asked for every event the engine decides: kept from one change of the set to the next.
+        self._in_id_order: tuple[CompiledWorkflow, ...] = ()
+        self._uses_history = False
         self.replace(workflows)
 
     @classmethod
@@ -53,16 +56,21 @@ class WorkflowRegistry:
         self._current = {w.id: w for w in workflows}
         for workflow in workflows:
             self._versions[(workflow.id, workflow.version)] = workflow
+        self._in_id_order = tuple(self._current[key] for key in sorted(self._current))
+        self._versions_changed()
+
+    def _versions_changed(self) -> None:
+        self._uses_history = any(w.uses_history for w in self._versions.values())
 
     @property
     def current(self) -> list[CompiledWorkflow]:
         """The current version of each workflow, in id order."""
-        return [self._current[key] for key in sorted(self._current)]
+        return list(self._in_id_order)
 
     @property
     def uses_history(self) -> bool:
         """Whether any known workflow asks the contact's event history."""
-        return any(w.uses_history for w in self._versions.values())
+        return self._uses_history
 
     def record_versions(self, store: Store) -> None:
         """Save each current version's source, so a restart can still run older versions."""
@@ -87,13 +95,14 @@ class WorkflowRegistry:
         if result.workflow is None:
             return None
         self._versions[(workflow_id, version)] = result.workflow
+        self._versions_changed()
         return result.workflow
 
     def for_runs(
         self, versions: set[tuple[str, str]], saved: WorkflowVersions
     ) -> list[CompiledWorkflow]:
         """Current workflows first (triggers use them), then the older versions runs need."""
-        found = list(self.current)
+        found = list(self._in_id_order)
         for workflow_id, version in sorted(versions):
             current = self._current.get(workflow_id)
             if current is not None and current.version == version:

@@ -120,17 +120,17 @@ class CachedUnitOfWork:
 
     def find_contacts(self, identifiers: Mapping[IdentifierKind, str]) -> list[Contact]:
         """Every contact holding any of these identifiers, oldest first."""
-        owners = self.cache.owners
-        unknown = {k: v for k, v in identifiers.items() if (k, v) not in owners}
-        if unknown and not self.cache.fresh:
-            found = self.uow.find_contacts(unknown)
-            for contact in found:
+        owners, fresh = self.cache.owners, self.cache.fresh  # fresh: no owner the cache missed
+        unknown = {} if fresh else {k: v for k, v in identifiers.items() if (k, v) not in owners}
+        if unknown:
+            for contact in self.uow.find_contacts(unknown):
                 self._remember(contact)
             for kind, value in unknown.items():
                 owners.setdefault((kind, value), None)
         ids = {owners.get((k, v)) for k, v in identifiers.items()}
         contacts = [c for cid in ids if cid and (c := self.get_contact(cid)) is not None]
-        return sorted(contacts, key=lambda c: (c.created_at, c.id))
+        # Most events carry one identifier, so one contact at most: nothing to sort.
+        return sorted(contacts, key=lambda c: (c.created_at, c.id)) if contacts[1:] else contacts
 
     def lock_contact(self, contact_id: str) -> None:
         """Nothing to do: the replay is the store's only writer."""

@@ -29,6 +29,7 @@ class EventsBehind:
         self.refused = not fresh  # write-through only: keys in the store are not all known here
         self.keys: set[str] = set()  # every dedup key this replay stored (written or held)
         self.held: list[NumberedEvent] = []
+        self._checked: UnitOfWork | None = None  # the last unit of work found to number events
 
     def add_event(
         self, uow: UnitOfWork, event: Event, dedup_key: str | None, processed: bool
@@ -71,6 +72,8 @@ class EventsBehind:
         """The store's numbering port, when it may be used (asked once, at the first event)."""
         if self.refused:
             return None
+        if uow is self._checked:  # asked at every event: the methods are the transaction's
+            return cast(EventNumbering, uow)
         add_many = getattr(uow, "add_numbered_events", None)
         next_seq = getattr(uow, "next_event_seq", None)
         if not callable(add_many) or not callable(next_seq):
@@ -81,4 +84,5 @@ class EventsBehind:
             if self.next_seq is None:
                 self.refused = True
                 return None
+        self._checked = uow
         return cast(EventNumbering, uow)
