@@ -4,11 +4,14 @@ they returned or raised."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
 from tidings.adapters.memory import MemoryStore
+from tidings.adapters.sql.store import SqlStore
 from tidings.ports import UnitOfWork
 from tidings.service.transaction_thread import TransactionThread
 
@@ -49,3 +52,21 @@ def test_a_new_event_loop_gets_its_results_too() -> None:
             assert asyncio.run(transactions.run(lambda uow: "done")) == "done"
     finally:
         transactions.stop()
+
+
+def test_close_gives_the_kept_connection_back_before_it_returns(
+    migrated_sqlite_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "tidings.db"
+    shutil.copyfile(migrated_sqlite_file, path)
+    store = SqlStore(f"sqlite:///{path}")
+    transactions = TransactionThread(store, threading.Lock())
+    try:
+        assert asyncio.run(transactions.run(lambda uow: uow.get_message("none"))) is None
+        # The thread keeps its connection for the next transaction...
+        assert store._engine.pool.checkedout() == 1
+        transactions.close()
+        # ...and has given it back once close returns, without waiting for it to idle out.
+        assert store._engine.pool.checkedout() == 0
+    finally:
+        store.close()

@@ -258,6 +258,7 @@ class Daemon:
             delivery.cancel()
             await asyncio.gather(delivery, return_exceptions=True)
         stop.cancel()
+        self.delivery.close()
         await self.alarm.shutdown()
         for sender in (self.c.email, self.c.sms):
             close = getattr(sender, "aclose", None)

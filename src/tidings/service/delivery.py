@@ -226,6 +226,11 @@ class DeliveryWorker:
         kept = {m.key for m in recall(uow, [m for _, m in wave], self._clock.now(), self._goals)}
         return [(order, m) for order, m in wave if m.key in kept]
 
+    def close(self) -> None:
+        """Stop the transaction thread and give back the connection it keeps: before the
+        store is closed (a connection kept past it would be closed only when collected)."""
+        self._transactions.close()
+
     def next_due_at(self) -> datetime | None:
         """When the next message is due (or a lease runs out): the daemon's next alarm."""
         with self._store.transaction() as uow:

@@ -58,6 +58,13 @@ class TransactionThread:
         """Let the thread end once the transaction under way, if any, is over."""
         self._jobs.put(None)
 
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread and wait (up to `timeout_s`) until it has given its connection back."""
+        self.stop()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout_s)
+
 
 def _serve(store: Store, lock: threading.Lock, jobs: queue.SimpleQueue[_Job | None]) -> None:
     """The thread: each job in its own transaction, until told to stop. It holds no reference
