@@ -16,21 +16,26 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from support.records import make_event
+from support.messages import make_message
+from support.records import make_event, make_run, make_trace
+from tidings.adapters.sql import mapping
 from tidings.adapters.sql.driver import (
     KEPT_EXPANSIONS,
     KEPT_TIME_TEXTS,
     DriverSelect,
+    DriverStatement,
     bind_processor,
     driver_select,
+    driver_statement,
     result_processor,
 )
 from tidings.adapters.sql.engine import create_engine
-from tidings.adapters.sql.statements import Queries
+from tidings.adapters.sql.statements import Queries, plain_insert, upsert
 from tidings.adapters.sql.store import SqlStore
-from tidings.adapters.sql.tables import events
+from tidings.adapters.sql.tables import events, messages, runs, trace
 
 PARIS = timezone(timedelta(hours=2))
+ONE_COLUMN = sa.Table("one", sa.MetaData(), sa.Column("at", events.c["occurred_at"].type))
 
 
 @pytest.fixture
@@ -383,3 +388,53 @@ def test_events_marked_processed_on_the_driver_are_the_rows_sqlalchemy_marks(
     assert [tuple(row) for row in rows] == [
         (seq, *(marked if seq <= 5 else (0, "null", None))) for seq in range(1, 8)
     ]
+
+
+def _sqlalchemy_parameters(table: sa.Table, dialect: sa.Dialect, row: dict[str, Any]) -> list[Any]:
+    """Each column's value of a row converted by the column type's own SQLAlchemy converter."""
+    converted = []
+    for key, value in row.items():
+        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+        converted.append(value if process is None else process(value))
+    return converted
+
+
+@pytest.mark.parametrize(
+    ("table", "statement", "row"),
+    [
+        (runs, upsert(False, runs, ("id",)), mapping.run_values(make_run(1))),
+        (
+            runs,
+            upsert(False, runs, ("id",)),
+            mapping.run_values(make_run(2, due_at=None, waiting_for=("order", "x"))),
+        ),
+        (trace, plain_insert(trace), mapping.trace_values(make_trace(3))),
+        (messages, plain_insert(messages), mapping.message_values(make_message(4))),
+        (ONE_COLUMN, plain_insert(ONE_COLUMN), {"at": datetime(2024, 5, 1, 9, 0, tzinfo=PARIS)}),
+    ],
+)
+def test_a_batch_write_s_parameters_are_sqlalchemy_s(
+    dialect: sa.Dialect, table: sa.Table, statement: sa.ClauseElement, row: dict[str, Any]
+) -> None:
+    """Runs, trace entries and messages as the batch writes them (values gathered together,
+    then only the converted columns converted): what SQLAlchemy's converters give, column by
+    column, by name on a named driver too."""
+    positional = driver_statement(dialect, statement, table, tuple(row))
+    ordered = {key: row[key] for key in positional.keys}  # the statement's order of columns
+    expected = _sqlalchemy_parameters(table, dialect, ordered)
+    assert list(positional.parameters(row)) == expected
+    named = DriverStatement(positional.sql, positional.keys, positional.processors, False)
+    assert named.parameters(row) == dict(zip(ordered, expected, strict=True))
+
+
+def test_a_name_selected_twice_reads_its_last_column(dialect: sa.Dialect) -> None:
+    """As a row built column by column: the last value of a name wins, converted by its own
+    column's converter."""
+    t = sa.table("t", sa.column("at", events.c["occurred_at"].type), sa.column("n", sa.Integer()))
+    select = driver_select(dialect, sa.select(t.c.at, t.c.n, t.c.n.label("at")))
+    assert select.keys == ("at", "n", "at")
+    assert select.row(("2024-05-01 09:00:00.000000", 1, 2)) == {"at": 2, "n": 1}
+    again = driver_select(dialect, sa.select(t.c.n.label("at"), t.c.at))
+    assert again.row((2, "2024-05-01 09:00:00.000000")) == {
+        "at": datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    }
