@@ -78,6 +78,11 @@ def test_times_are_written_as_sqlalchemy_writes_them(dialect: sa.Dialect, value:
         {"items": [{"sku": "🛒", "name": "Zoë", "rtl": "שלום", "mark": "e\u0301"}], "big": 10**30},
         {"nested": {"a": [1, 2.0, -0.0, 1e300, [], {}]}, "esc": 'quote " back \\ nl \n'},
         None,
+        [],  # empty containers and other false values: written without the encoder or with it
+        (),
+        0,
+        "",
+        False,
     ],
 )
 def test_json_is_written_as_sqlalchemy_writes_it(dialect: sa.Dialect, value: Any) -> None:
@@ -178,6 +183,14 @@ def test_json_is_read_as_sqlalchemy_reads_it(dialect: sa.Dialect, text: str) -> 
     assert ours is not None and theirs is not None
     assert ours(text) == theirs(text)
     assert ours(None) == theirs(None)
+
+
+def test_an_empty_container_read_is_a_new_one_each_time(dialect: sa.Dialect) -> None:
+    ours = result_processor(events.c["properties"].type, dialect)
+    assert ours is not None
+    first, second = ours("{}"), ours("{}")
+    first["changed"] = True
+    assert second == {} and ours("{}") == {} and ours("[]") == [] and ours("[]") is not ours("[]")
 
 
 @pytest.mark.parametrize("text", ['{"a":1} x', '{"a":', "", "\ufeff{}", "NaNx", '{"a":1}{}'])
