@@ -67,6 +67,7 @@ _TOKEN = re.compile(
 _ATTRIBUTE = re.compile(r"([^\s/>\"'=]+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+)))?")
 # The start tags whose attributes the text shows: an image's alt, a link's href.
 _SHOWN_ATTRIBUTES = frozenset({"img", "a"})
+_NO_ATTRIBUTES: dict[str, str | None] = {}  # a tag without attributes (only read)
 
 
 def _attributes_matter(tag: str, text: str) -> bool:
@@ -153,24 +154,32 @@ class _TextBuilder:
     # ---------------------------------------------------------------- events
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._skipping(tag, starting=True):
+        # Called for every tag: `_skipping` only while an element is skipped.
+        if self._skip_tag is not None and self._skipping(tag, starting=True):
             return
-        attributes = dict(attrs)
+        attributes = dict(attrs) if attrs else _NO_ATTRIBUTES
         style = attributes.get("style")
         if tag in DROPPED or (style and _HIDDEN.search(style)):
             if tag not in VOID:
                 self._skip_tag, self._skip_depth = tag, 1
             return
-        if tag == "br":
+        # The tests name disjoint tags: the commonest of email HTML (tables, blocks) first.
+        if tag in ("td", "th"):
+            self.out.append(" ")
+        elif tag == "tr":
             self.out.append(_LINE)
-        elif tag == "hr":
-            self.out += [_PARAGRAPH, "---", _PARAGRAPH]
+        elif tag in BLOCKS:
+            self.out.append(_PARAGRAPH)
+        elif tag == "a":
+            self._links.append((attributes.get("href"), len(self.out)))
         elif tag == "img":
             alt = (attributes.get("alt") or "").strip()
             if alt:
                 self.out.append(f"[{alt}]")
-        elif tag == "a":
-            self._links.append((attributes.get("href"), len(self.out)))
+        elif tag == "br":
+            self.out.append(_LINE)
+        elif tag == "hr":
+            self.out += [_PARAGRAPH, "---", _PARAGRAPH]
         elif tag in ("ul", "ol"):
             self.out.append(_LINE if self._lists else _PARAGRAPH)
             self._lists.append([tag == "ol", 1])
@@ -179,12 +188,6 @@ class _TextBuilder:
         elif tag == "pre":
             self._pre += 1
             self.out.append(_PARAGRAPH)
-        elif tag == "tr":
-            self.out.append(_LINE)
-        elif tag in ("td", "th"):
-            self.out.append(" ")
-        elif tag in BLOCKS:
-            self.out.append(_PARAGRAPH)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -192,19 +195,19 @@ class _TextBuilder:
             self.handle_endtag(tag)
 
     def handle_endtag(self, tag: str) -> None:
-        if self._skipping(tag, starting=False):
+        if self._skip_tag is not None and self._skipping(tag, starting=False):
             return
-        if tag == "a" and self._links:
+        if tag == "tr":  # disjoint tags again, the commonest first
+            self.out.append(_LINE)
+        elif tag in BLOCKS:
+            self.out.append(_PARAGRAPH)
+        elif tag == "a" and self._links:
             self._end_link()
         elif tag in ("ul", "ol") and self._lists:
             self._lists.pop()
             self.out.append(_LINE if self._lists else _PARAGRAPH)
         elif tag == "pre" and self._pre:
             self._pre -= 1
-            self.out.append(_PARAGRAPH)
-        elif tag == "tr":
-            self.out.append(_LINE)
-        elif tag in BLOCKS:
             self.out.append(_PARAGRAPH)
 
     def handle_data(self, data: str) -> None:
