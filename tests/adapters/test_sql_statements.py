@@ -17,23 +17,26 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from support.records import make_event
+from support.messages import make_message
+from support.records import make_event, make_run, make_trace
 from tidings.adapters.sql import mapping
 from tidings.adapters.sql.driver import (
     KEPT_EXPANSIONS,
     KEPT_TIME_TEXTS,
     DriverSelect,
+    DriverStatement,
     bind_processor,
     driver_select,
     driver_statement,
     result_processor,
 )
 from tidings.adapters.sql.engine import create_engine
-from tidings.adapters.sql.statements import Queries, plain_insert
+from tidings.adapters.sql.statements import Queries, plain_insert, upsert
 from tidings.adapters.sql.store import SqlStore
-from tidings.adapters.sql.tables import events
+from tidings.adapters.sql.tables import events, messages, runs, trace
 
 PARIS = timezone(timedelta(hours=2))
+ONE_COLUMN = sa.Table("one", sa.MetaData(), sa.Column("at", events.c["occurred_at"].type))
 
 
 @pytest.fixture
@@ -76,6 +79,11 @@ def test_times_are_written_as_sqlalchemy_writes_them(dialect: sa.Dialect, value:
         {"items": [{"sku": "🛒", "name": "Zoë", "rtl": "שלום", "mark": "e\u0301"}], "big": 10**30},
         {"nested": {"a": [1, 2.0, -0.0, 1e300, [], {}]}, "esc": 'quote " back \\ nl \n'},
         None,
+        [],  # empty containers and other false values: written without the encoder or with it
+        (),
+        0,
+        "",
+        False,
     ],
 )
 def test_json_is_written_as_sqlalchemy_writes_it(dialect: sa.Dialect, value: Any) -> None:
@@ -176,6 +184,14 @@ def test_json_is_read_as_sqlalchemy_reads_it(dialect: sa.Dialect, text: str) -> 
     assert ours is not None and theirs is not None
     assert ours(text) == theirs(text)
     assert ours(None) == theirs(None)
+
+
+def test_an_empty_container_read_is_a_new_one_each_time(dialect: sa.Dialect) -> None:
+    ours = result_processor(events.c["properties"].type, dialect)
+    assert ours is not None
+    first, second = ours("{}"), ours("{}")
+    first["changed"] = True
+    assert second == {} and ours("{}") == {} and ours("[]") == [] and ours("[]") is not ours("[]")
 
 
 @pytest.mark.parametrize("text", ['{"a":1} x', '{"a":', "", "\ufeff{}", "NaNx", '{"a":1}{}'])
@@ -420,3 +436,53 @@ def test_a_row_s_parameters_are_its_columns_converted_in_the_statement_s_order(
 def _unwrapped(value: Any) -> Any:
     """psycopg's JSON parameter (which has no ==) as the value it wraps."""
     return getattr(value, "obj", value)
+
+
+def _sqlalchemy_parameters(table: sa.Table, dialect: sa.Dialect, row: dict[str, Any]) -> list[Any]:
+    """Each column's value of a row converted by the column type's own SQLAlchemy converter."""
+    converted = []
+    for key, value in row.items():
+        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+        converted.append(value if process is None else process(value))
+    return converted
+
+
+@pytest.mark.parametrize(
+    ("table", "statement", "row"),
+    [
+        (runs, upsert(False, runs, ("id",)), mapping.run_values(make_run(1))),
+        (
+            runs,
+            upsert(False, runs, ("id",)),
+            mapping.run_values(make_run(2, due_at=None, waiting_for=("order", "x"))),
+        ),
+        (trace, plain_insert(trace), mapping.trace_values(make_trace(3))),
+        (messages, plain_insert(messages), mapping.message_values(make_message(4))),
+        (ONE_COLUMN, plain_insert(ONE_COLUMN), {"at": datetime(2024, 5, 1, 9, 0, tzinfo=PARIS)}),
+    ],
+)
+def test_a_batch_write_s_parameters_are_sqlalchemy_s(
+    dialect: sa.Dialect, table: sa.Table, statement: sa.ClauseElement, row: dict[str, Any]
+) -> None:
+    """Runs, trace entries and messages as the batch writes them (values gathered together,
+    then only the converted columns converted): what SQLAlchemy's converters give, column by
+    column, by name on a named driver too."""
+    positional = driver_statement(dialect, statement, table, tuple(row))
+    ordered = {key: row[key] for key in positional.keys}  # the statement's order of columns
+    expected = _sqlalchemy_parameters(table, dialect, ordered)
+    assert list(positional.parameters(row)) == expected
+    named = DriverStatement(positional.sql, positional.keys, positional.processors, False)
+    assert named.parameters(row) == dict(zip(ordered, expected, strict=True))
+
+
+def test_a_name_selected_twice_reads_its_last_column(dialect: sa.Dialect) -> None:
+    """As a row built column by column: the last value of a name wins, converted by its own
+    column's converter."""
+    t = sa.table("t", sa.column("at", events.c["occurred_at"].type), sa.column("n", sa.Integer()))
+    select = driver_select(dialect, sa.select(t.c.at, t.c.n, t.c.n.label("at")))
+    assert select.keys == ("at", "n", "at")
+    assert select.row(("2024-05-01 09:00:00.000000", 1, 2)) == {"at": 2, "n": 1}
+    again = driver_select(dialect, sa.select(t.c.n.label("at"), t.c.at))
+    assert again.row((2, "2024-05-01 09:00:00.000000")) == {
+        "at": datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    }

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 from html.parser import HTMLParser
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.compile.html_text import _TextBuilder, html_to_text, text_of
+from tidings.compile.html_text import (
+    _COLLAPSIBLE,
+    _collapsed,
+    _TextBuilder,
+    html_to_text,
+    text_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -130,6 +137,10 @@ PIECES = [
     "<td class=\"x\" data-y='1'>", "<input disabled>", "<p\nclass='wrapped'>",
     # Raw-text elements in any case (only their names ignore case in the tokenizer).
     "<SCRIPT>x('<p>')</Script>", "<Style>p { a: b }</STYLE>", "<TITLE>T</title>",
+    # Attributes that may hide an element or not, spelt with entities, in other attributes.
+    '<div style="disp&#108;ay:none">', '<div title="display:none">', "<SPAN STYLE='DISPLAY : NONE'>",
+    '<td style="color: red" data-x="&amp;">', '<p style="display:block" title="display: none">',
+    '<img style="display:none" alt="hidden">', '<a style="x" href="#top">', "<textarea rows=2>t</textarea>",
 ]  # fmt: skip
 
 
@@ -151,3 +162,14 @@ def test_a_line_starting_like_a_list_item_is_collapsed_like_one() -> None:
     assert html_to_text("<p>1. <b> one</b></p>") == "1. one"
     assert html_to_text("<p>\u0663. <b> three</b></p>") == "\u0663. three"
     assert html_to_text("<p>a. <b> a</b></p>") == "a.  a"
+
+
+def test_text_collapses_as_the_pattern_collapses_it() -> None:
+    """`_collapsed` spares the pattern whitespace-only and lone-space text: every string of up
+    to four of these characters (collapsed ones, a no-break space, line separators, letters)
+    collapses as `_COLLAPSIBLE` collapses it."""
+    alphabet = [" ", "\t", "\n", "\r", "\f", "\v", "a", "é", "\xa0", "\u2028", "\x85"]
+    for length in range(5):
+        for characters in itertools.product(alphabet, repeat=length):
+            text = "".join(characters)
+            assert _collapsed(text) == _COLLAPSIBLE.sub(" ", text), repr(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from tidings.compile.front_matter import parse_front_matter
 from tidings.compile.templates import (
+    _CONTROL,
     MAX_EMAIL_PART_CHARS,
     MAX_SMS_CHARS,
     TemplateCatalog,
@@ -345,6 +347,14 @@ def test_a_subject_override_is_a_template_and_header_safe(catalog: TemplateCatal
 )
 def test_header_safe(value: str, expected: str) -> None:
     assert header_safe(value) == expected
+
+
+def test_a_printable_header_has_nothing_to_collapse() -> None:
+    """`header_safe` passes printable text through stripped only: every character it collapses
+    is one Python calls unprintable; unprintable text still collapses as before."""
+    collapsed = _CONTROL.findall("".join(map(chr, range(sys.maxunicode + 1))))
+    assert not any(character.isprintable() for run in collapsed for character in run)
+    assert header_safe(" a\xa0b\u2028c\x85d ") == "a\xa0b c d"
 
 
 def test_an_sms_renders_as_plain_text(catalog: TemplateCatalog) -> None:

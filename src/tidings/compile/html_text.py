@@ -31,7 +31,8 @@ VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 )
 _HIDDEN = re.compile(r"display\s*:\s*none", re.IGNORECASE)
-_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+_WHITESPACE = " \t\r\n\f\v"  # what HTML text collapses (other spaces, e.g. no-break, stay)
+_SPACES = re.compile(f"[{_WHITESPACE}]+")
 # The runs of whitespace that collapsing changes: all but a lone space, which it would replace
 # by itself (a match, a new string, per word of text: most of the cost of a paragraph).
 _COLLAPSIBLE = re.compile(r" [ \t\r\n\f\v]+|[\t\r\n\f\v][ \t\r\n\f\v]*")
@@ -64,6 +65,27 @@ _TOKEN = re.compile(
     re.DOTALL,
 )
 _ATTRIBUTE = re.compile(r"([^\s/>\"'=]+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+)))?")
+# The start tags whose attributes the text shows: an image's alt, a link's href.
+_SHOWN_ATTRIBUTES = frozenset({"img", "a"})
+_NO_ATTRIBUTES: dict[str, str | None] = {}  # a tag without attributes (only read)
+
+
+def _attributes_matter(tag: str, text: str) -> bool:
+    """Whether a start tag's attributes can change the text: an image's alt, a link's href, or
+    a style that hides the element. Most tags of email HTML are neither, and reading their
+    attributes (`style`, `width`, `cellpadding`...) was most of the cost of a text part. A
+    style's value is a piece of the tag's text unless an entity spells it: with no `&` in the
+    text, a hiding style is there only if the text matches `_HIDDEN` somewhere."""
+    if not text:
+        return False
+    return tag in _SHOWN_ATTRIBUTES or "&" in text or _may_hide(text)
+
+
+def _may_hide(text: str) -> bool:
+    """Whether `_HIDDEN` matches in `text`. It ignores case, yet the letters of "none" match
+    only themselves and their ASCII capitals: text without "none" once lowered (a quicker scan
+    than the pattern's, which folds the case of every character) cannot match."""
+    return "none" in text.lower() and _HIDDEN.search(text) is not None
 
 
 def _attributes(text: str) -> list[tuple[str, str | None]]:
@@ -90,11 +112,11 @@ class _TextBuilder:
         """Read a whole document, calling the handlers below in order."""
         text: list[str] = []  # consecutive text tokens, handed over as one
         for match in _TOKEN.finditer(html):
-            end_tag, tag, attrs, closed, raw_tag, raw_attrs, raw_text = match.groups()
             piece = match[0]
             if piece[0] != "<" or piece == "<":
                 text.append(piece)
                 continue
+            end_tag, tag, attrs, closed, raw_tag, raw_attrs, raw_text = match.groups()
             if text:  # markup, even a comment, ends a run of text (as for html.parser)
                 self.handle_data(unescape("".join(text)))
                 text = []
@@ -102,13 +124,16 @@ class _TextBuilder:
                 self.handle_endtag(end_tag.lower())
             elif tag is not None:
                 name = tag.lower()
+                # Attributes that cannot change the text are not read (`_attributes_matter`).
+                read = _attributes(attrs) if _attributes_matter(name, attrs) else []
                 if closed:
-                    self.handle_startendtag(name, _attributes(attrs))
+                    self.handle_startendtag(name, read)
                 else:
-                    self.handle_starttag(name, _attributes(attrs))
+                    self.handle_starttag(name, read)
             elif raw_tag is not None:  # script, style, title, textarea: content is not markup
                 name = raw_tag.lower()
-                self.handle_starttag(name, _attributes(raw_attrs))
+                matter = _attributes_matter(name, raw_attrs)
+                self.handle_starttag(name, _attributes(raw_attrs) if matter else [])
                 if raw_text:
                     self.handle_data(raw_text)
                 self.handle_endtag(name)
@@ -129,24 +154,32 @@ class _TextBuilder:
     # ---------------------------------------------------------------- events
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._skipping(tag, starting=True):
+        # Called for every tag: `_skipping` only while an element is skipped.
+        if self._skip_tag is not None and self._skipping(tag, starting=True):
             return
-        attributes = dict(attrs)
+        attributes = dict(attrs) if attrs else _NO_ATTRIBUTES
         style = attributes.get("style")
         if tag in DROPPED or (style and _HIDDEN.search(style)):
             if tag not in VOID:
                 self._skip_tag, self._skip_depth = tag, 1
             return
-        if tag == "br":
+        # The tests name disjoint tags: the commonest of email HTML (tables, blocks) first.
+        if tag in ("td", "th"):
+            self.out.append(" ")
+        elif tag == "tr":
             self.out.append(_LINE)
-        elif tag == "hr":
-            self.out += [_PARAGRAPH, "---", _PARAGRAPH]
+        elif tag in BLOCKS:
+            self.out.append(_PARAGRAPH)
+        elif tag == "a":
+            self._links.append((attributes.get("href"), len(self.out)))
         elif tag == "img":
             alt = (attributes.get("alt") or "").strip()
             if alt:
                 self.out.append(f"[{alt}]")
-        elif tag == "a":
-            self._links.append((attributes.get("href"), len(self.out)))
+        elif tag == "br":
+            self.out.append(_LINE)
+        elif tag == "hr":
+            self.out += [_PARAGRAPH, "---", _PARAGRAPH]
         elif tag in ("ul", "ol"):
             self.out.append(_LINE if self._lists else _PARAGRAPH)
             self._lists.append([tag == "ol", 1])
@@ -155,12 +188,6 @@ class _TextBuilder:
         elif tag == "pre":
             self._pre += 1
             self.out.append(_PARAGRAPH)
-        elif tag == "tr":
-            self.out.append(_LINE)
-        elif tag in ("td", "th"):
-            self.out.append(" ")
-        elif tag in BLOCKS:
-            self.out.append(_PARAGRAPH)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -168,9 +195,13 @@ class _TextBuilder:
             self.handle_endtag(tag)
 
     def handle_endtag(self, tag: str) -> None:
-        if self._skipping(tag, starting=False):
+        if self._skip_tag is not None and self._skipping(tag, starting=False):
             return
-        if tag == "a" and self._links:
+        if tag == "tr":  # disjoint tags again, the commonest first
+            self.out.append(_LINE)
+        elif tag in BLOCKS:
+            self.out.append(_PARAGRAPH)
+        elif tag == "a" and self._links:
             self._end_link()
         elif tag in ("ul", "ol") and self._lists:
             self._lists.pop()
@@ -178,16 +209,12 @@ class _TextBuilder:
         elif tag == "pre" and self._pre:
             self._pre -= 1
             self.out.append(_PARAGRAPH)
-        elif tag == "tr":
-            self.out.append(_LINE)
-        elif tag in BLOCKS:
-            self.out.append(_PARAGRAPH)
 
     def handle_data(self, data: str) -> None:
         if self._skip_tag is not None:
             return
         data = data.replace("\x00", "")  # NUL starts our markers; it has no place in text
-        self.out.append(_RAW + data if self._pre else _COLLAPSIBLE.sub(" ", data))
+        self.out.append(_RAW + data if self._pre else _collapsed(data))
 
     # ---------------------------------------------------------------- helpers
 
@@ -214,13 +241,26 @@ class _TextBuilder:
         self.out.append(f" ({shown})" if text.strip() else shown)
 
 
+def _collapsed(data: str) -> str:
+    """Text with its whitespace collapsed (`_COLLAPSIBLE`), sparing the pattern the two usual
+    cases: a template's indentation between tags (whitespace only: one space) and text whose
+    spaces are all lone ones (no tab or line break either: those are unprintable)."""
+    if not data.strip(_WHITESPACE):
+        return " " if data else data
+    if "  " not in data and data.isprintable():
+        return data
+    return _COLLAPSIBLE.sub(" ", data)
+
+
 def _lines(chunks: list[str]) -> tuple[list[str], set[int]]:
     """Turn the marked stream into lines and the indexes of the preformatted ones; paragraphs
     leave a blank line."""
     lines: list[str] = [""]
     raw: set[int] = set()
     for chunk in chunks:
-        if chunk in (_LINE, _PARAGRAPH):
+        if chunk[:1] != "\x00":  # text, most chunks: every marker starts with NUL
+            lines[-1] += chunk
+        elif chunk in (_LINE, _PARAGRAPH):
             if chunk == _PARAGRAPH and lines[-1].strip():
                 lines += ["", ""]
             elif lines[-1].strip():

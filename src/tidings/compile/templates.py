@@ -78,6 +78,8 @@ class RenderedEmail:
 
 def header_safe(value: str) -> str:
     """Collapse control characters and line breaks to single spaces, so data cannot add headers."""
+    if value.isprintable():  # no character `_CONTROL` matches (all are unprintable): most values
+        return value.strip()
     return _CONTROL.sub(" ", value).strip()
 
 

@@ -28,6 +28,25 @@ from tidings.adapters.clock import as_utc
 from tidings.adapters.sql.engine import dump_json
 from tidings.adapters.sql.tables import UTCDateTime
 
+Converter = Callable[[Any], Any]
+
+
+def _converting(processors: Sequence[Converter | None]) -> tuple[tuple[int, Converter], ...]:
+    """The positions that have a converter, with it: most columns (text, numbers) have none."""
+    return tuple(
+        (index, process) for index, process in enumerate(processors) if process is not None
+    )
+
+
+def _gatherer(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The values of `keys` as a tuple, in that order, gathered in C (`itemgetter`)."""
+    if len(keys) == 1:  # itemgetter of one key gives the value itself, not a tuple of it
+        (key,) = keys
+        return lambda values: (values[key],)
+    if not keys:
+        return lambda _values: ()
+    return operator.itemgetter(*keys)
+
 
 @dataclass(frozen=True)
 class DriverStatement:
@@ -36,40 +55,30 @@ class DriverStatement:
 
     sql: str
     keys: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    processors: tuple[Converter | None, ...]
     positional: bool
-    # The values of `keys` read in one C call, and only the columns that need converting
-    # visited in Python: an event row has fourteen columns and a trace row eight, about half of
-    # them converted; a Python step for each column cost a row more than its JSON text did.
-    _read: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(
-        init=False, repr=False, compare=False
+    # A row's values gathered in C, then only the columns with a converter converted: a row
+    # of a batch's writes (runs, trace, outbox) has 8 to 23 columns, 2 to 8 of them converted.
+    _gather: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(
+        init=False, compare=False, repr=False
     )
-    _converting: tuple[tuple[int, Callable[[Any], Any]], ...] = field(
-        init=False, repr=False, compare=False
-    )
+    _converting: tuple[tuple[int, Converter], ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.keys) != len(self.processors):
             raise ValueError(f"{len(self.keys)} keys for {len(self.processors)} converters")
-        read = _reader(self.keys)
-        converting = tuple((i, p) for i, p in enumerate(self.processors) if p is not None)
-        object.__setattr__(self, "_read", read)
-        object.__setattr__(self, "_converting", converting)
+        object.__setattr__(self, "_gather", _gatherer(self.keys))
+        object.__setattr__(self, "_converting", _converting(self.processors))
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """The driver's parameters for one row of column values."""
-        converted = list(self._read(values))
-        for index, process in self._converting:
-            converted[index] = process(converted[index])
-        return tuple(converted) if self.positional else dict(zip(self.keys, converted, strict=True))
-
-
-def _reader(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """The values of `keys` in a mapping, as a tuple (itemgetter alone gives one key's value
-    bare, and takes no zero keys)."""
-    if len(keys) > 1:
-        return operator.itemgetter(*keys)
-    return lambda values: tuple(values[key] for key in keys)
+        gathered = self._gather(values)
+        if self._converting:
+            row = list(gathered)
+            for index, process in self._converting:
+                row[index] = process(row[index])
+            gathered = tuple(row)
+        return gathered if self.positional else dict(zip(self.keys, gathered, strict=True))
 
 
 # The texts of the times written lately. A batch's rows mostly carry the same few instants
@@ -120,9 +129,20 @@ def _json_encoder() -> Callable[[Any], str]:
 _encode_json = _json_encoder()
 
 
+# The texts of empty containers, written and read without the encoder or the scanner: most
+# runs' `vars` and `waiting_for`, most contacts' `unsubscribed`, many trace entries' `data`.
+_EMPTY_TEXTS: dict[type, str] = {dict: "{}", list: "[]", tuple: "[]"}
+
+
 def _sqlite_json(value: Any) -> str | None:
     """A `JSON(none_as_null=True)` value on SQLite, as `dump_json` writes it."""
-    return None if value is None else _encode_json(value)
+    if value is None:
+        return None
+    if not value:
+        empty = _EMPTY_TEXTS.get(type(value))
+        if empty is not None:
+            return empty
+    return _encode_json(value)
 
 
 def bind_processor(column: sa.Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -189,6 +209,10 @@ def _sqlite_json_reader(value: Any) -> Any:
     alone; anything else (whitespace around, a BOM, an error to raise) by `json.loads`."""
     if value is None:
         return None
+    if value == "{}":  # a new container each time: the caller may change it
+        return {}
+    if value == "[]":
+        return []
     if _scan_json is not None and type(value) is str:
         try:
             decoded, end = _scan_json(value, 0)
@@ -256,6 +280,20 @@ class DriverSelect:
     _expansions: dict[tuple[Any, ...], _Expansion] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
+    # The columns `row` converts: position, name, converter. A name selected twice keeps its
+    # last column's value (as a dict built column by column would): only that one converted.
+    _converting: tuple[tuple[int, str, Converter], ...] = field(
+        init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        last = {key: index for index, key in enumerate(self.keys)}
+        converting = [
+            (index, self.keys[index], process)
+            for index, process in _converting(self.processors)
+            if last[self.keys[index]] == index
+        ]
+        object.__setattr__(self, "_converting", tuple(converting))
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
         """The SQL (expanding parameters expanded) and the driver's parameters for `values`."""
@@ -307,10 +345,11 @@ class DriverSelect:
 
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         """One driver row as column values by name, converted as SQLAlchemy would."""
-        return {
-            key: value if process is None else process(value)
-            for key, process, value in zip(self.keys, self.processors, values, strict=True)
-        }
+        # Built in C, then only the columns with a converter (times, JSON) converted.
+        row = dict(zip(self.keys, values, strict=True))
+        for index, key, process in self._converting:
+            row[key] = process(values[index])
+        return row
 
 
 @functools.lru_cache(maxsize=64)

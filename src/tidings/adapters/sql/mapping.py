@@ -39,13 +39,19 @@ def contact_values(contact: Contact) -> Values:
 
 def contact_from_row(row: RowValues, identifiers: Mapping[str, str]) -> Contact:
     """A contact from its row and its (kind -> value) identifiers."""
-    ordered = sorted(
-        ((IdentifierKind(kind), value) for kind, value in identifiers.items()),
-        key=lambda pair: _KIND_ORDER[pair[0]],
-    )
+    if len(identifiers) == 1:  # most contacts: nothing to order
+        ((kind, value),) = identifiers.items()
+        held = {IdentifierKind(kind): value}
+    else:
+        held = dict(
+            sorted(
+                ((IdentifierKind(kind), value) for kind, value in identifiers.items()),
+                key=lambda pair: _KIND_ORDER[pair[0]],
+            )
+        )
     return Contact(
         id=row["id"],
-        identifiers=dict(ordered),
+        identifiers=held,
         attributes=row["attributes"],
         timezone=row["timezone"],
         unsubscribed=frozenset(Channel(c) for c in row["unsubscribed"]),
