@@ -214,10 +214,55 @@ def _printable(key: str) -> bool:
 
 def check_size(value: object, field_path: str, max_bytes: int) -> None:
     """Refuse a value whose compact JSON form is larger than `max_bytes` (UTF-8)."""
-    text = _encode_compact(value)
+    _check_text_size(_encode_compact(value), field_path, max_bytes)
+
+
+def _check_text_size(text: str, field_path: str, max_bytes: int) -> None:
     size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > max_bytes:
         raise EventError(field_path, f"{size} bytes, more than the {max_bytes // 1024} KB allowed")
+
+
+def check_json(value: object, field_path: str, *, max_depth: int, max_bytes: int) -> None:
+    """`check_tree`, then `check_size`, of decoded JSON; the tree is walked only when its
+    compact text, which the size needs anyway, cannot tell that it passes."""
+    try:
+        text = _encode_compact(value)
+    except RecursionError:
+        check_tree(value, field_path, max_depth=max_depth)  # names the level too deep
+        raise
+    if not (_text_is_clean(text) and _nesting_within(value, text, max_depth)):
+        check_tree(value, field_path, max_depth=max_depth)
+    _check_text_size(text, field_path, max_bytes)
+
+
+def _text_is_clean(text: str) -> bool:
+    """Whether every key and string of the value this compact JSON text encodes is one
+    `check_text` accepts: the encoder writes a NUL as the escape `\\u0000` and a lone
+    surrogate as itself, which UTF-8 cannot encode. (The escape may also be text sent as
+    such, backslash and all: then the walk decides.)"""
+    return "\\u0000" not in text and (text.isascii() or _clean_text(text))
+
+
+def _nesting_within(value: object, text: str, max_depth: int) -> bool:
+    """Whether `check_tree` finds the value nested no deeper than `max_depth`: surely so when
+    its text opens fewer objects and arrays than that, else counted level by level."""
+    if text.count("{") + text.count("[") < max_depth:
+        return True
+    level = [value]
+    depth = 1
+    while level:
+        if depth > max_depth:
+            return False
+        below: list[object] = []
+        for item in level:
+            if isinstance(item, dict):
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+        level = below
+        depth += 1
+    return True
 
 
 def event_name(value: object, field_path: str) -> str:
@@ -306,8 +351,7 @@ def properties(value: object, field_path: str, limits: Limits) -> dict[str, Any]
     if is_absent(value):
         return {}
     raw = expect_object(value, field_path)
-    check_tree(raw, field_path, max_depth=limits.max_depth)
-    check_size(raw, field_path, limits.max_properties_bytes)
+    check_json(raw, field_path, max_depth=limits.max_depth, max_bytes=limits.max_properties_bytes)
     return raw
 
 
