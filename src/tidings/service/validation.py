@@ -29,6 +29,7 @@ MAX_KEY_CHARS = 255
 _KINDS = tuple((kind, kind.value) for kind in IdentifierKind)
 _KNOWN_KINDS = frozenset(value for _, value in _KINDS)
 _KNOWN_KINDS_TEXT = ", ".join(sorted(_KNOWN_KINDS))
+_ATTRIBUTE_TYPES = (bool, int, float)  # a tuple: isinstance of a union costs more
 # `json.dumps` with options builds an encoder per call; this one is built once, same output.
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -325,8 +326,8 @@ def identifiers(value: object, field_path: str) -> dict[IdentifierKind, str]:
     if is_absent(value):
         raise EventError(field_path, "is required", code="missing_parameter")
     raw = expect_object(value, field_path)
-    unknown = sorted(key for key in raw if key not in _KNOWN_KINDS)
-    if unknown:
+    if not raw.keys() <= _KNOWN_KINDS:
+        unknown = sorted(key for key in raw if key not in _KNOWN_KINDS)
         names = ", ".join(repr(key) for key in unknown)
         raise EventError(
             field_path, f"unknown identifier(s) {names}; expected one of {_KNOWN_KINDS_TEXT}"
@@ -349,18 +350,23 @@ def attributes(value: object, field_path: str) -> dict[str, AttributeValue]:
         return {}
     raw = expect_object(value, field_path)
     result: dict[str, AttributeValue] = {}
+    # Each field's path is written only to name a refusal: most events have none.
     for key, item in raw.items():
-        item_path = f"{field_path}.{key}"
         if not key.strip() or len(key) > MAX_KEY_CHARS:
-            raise EventError(item_path, f"attribute names must be 1-{MAX_KEY_CHARS} characters")
-        check_text(key, field_path)
+            raise EventError(
+                f"{field_path}.{key}", f"attribute names must be 1-{MAX_KEY_CHARS} characters"
+            )
+        if not _clean_text(key):
+            check_text(key, field_path)
         if is_absent(item):
             continue
         if isinstance(item, str):
-            check_text(item, item_path)
-        elif not isinstance(item, bool | int | float):
+            if not _clean_text(item):
+                check_text(item, f"{field_path}.{key}")
+        elif not isinstance(item, _ATTRIBUTE_TYPES):
             raise EventError(
-                item_path, f"expected a string, number or boolean, got {json_type(item)}"
+                f"{field_path}.{key}",
+                f"expected a string, number or boolean, got {json_type(item)}",
             )
         result[key] = item
     return result
