@@ -100,6 +100,16 @@ class ContactStates(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class EventHead:
+    """A claimed event's seq, name and contact: enough to tell whether any workflow could
+    react to it."""
+
+    seq: int
+    name: str
+    contact_id: str | None
+
+
 class EventLog(Protocol):
     """The durable log of events, in order of receipt (`seq`)."""
 
@@ -112,6 +122,15 @@ class EventLog(Protocol):
 
     def claim_events(self, limit: int) -> list[Event]:
         """Unprocessed events in seq order, locked for this transaction."""
+        ...
+
+    def claim_event_heads(self, limit: int) -> list[EventHead]:
+        """`claim_events`, each event's head only: what the engine decides by whether to read
+        the rest of it (most events no workflow names are never applied)."""
+        ...
+
+    def get_events(self, seqs: Collection[int]) -> list[Event]:
+        """The events with these seqs, in seq order (unknown seqs are left out)."""
         ...
 
     def mark_events_processed(self, seqs: Sequence[int]) -> None:

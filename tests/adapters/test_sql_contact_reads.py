@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from support.records import make_contact
 from tidings.adapters.sql import contacts as sql_contacts
+from tidings.adapters.sql import mapping
 from tidings.adapters.sql.statements import Queries
 from tidings.adapters.sql.store import SqlStore
 from tidings.model.events import IdentifierKind
@@ -98,3 +99,11 @@ def test_a_group_s_contact_work_runs_no_sqlalchemy_statement_on_sqlite(
         assert uow.get_contacts(["contact-1", "contact-4"]).keys() == {"contact-1", "contact-4"}
         # Only the identifier given up is dropped through SQLAlchemy (rare: a contact moving).
         assert [sql.split()[0] for sql in executed] == ["DELETE"]
+
+
+def test_identifiers_read_back_in_lookup_order_and_an_unknown_kind_is_refused() -> None:
+    row = mapping.contact_values(CONTACTS[0]) | {"unsubscribed": []}
+    read = mapping.contact_from_row(row, {"phone_id": "+331", "ext_id": "c1", "email_id": "a@b.c"})
+    assert list(read.identifiers.items()) == [(EMAIL, "a@b.c"), (EXT, "c1"), (PHONE, "+331")]
+    with pytest.raises(ValueError, match="'fax_id' is not a valid IdentifierKind"):
+        mapping.contact_from_row(row, {"email_id": "a@b.c", "fax_id": "1"})

@@ -18,7 +18,7 @@ from tidings.model.contacts import Channel
 from tidings.model.events import IdentifierKind
 from tidings.model.messages import MessageStatus
 from tidings.model.runs import Outcome, RunStatus
-from tidings.ports import RunCount, Store
+from tidings.ports import EventHead, RunCount, Store
 
 EMAIL = IdentifierKind.email_id
 PHONE = IdentifierKind.phone_id
@@ -131,6 +131,32 @@ def test_claims_take_unprocessed_events_in_seq_order(store: Store) -> None:
         raise BoomError
     with store.transaction() as uow:
         assert [e.seq for e in uow.claim_events(10)] == seqs[2:]
+
+
+def test_claimed_heads_are_the_claimed_events_and_read_whole_by_seq(store: Store) -> None:
+    with store.transaction() as uow:
+        uow.add_event(make_event(1), processed=True)
+        stored = [uow.add_event(make_event(n, **extra))[0] for n, extra in _HEAD_CASES]
+    with store.transaction() as uow:
+        heads = uow.claim_event_heads(2)
+        assert heads == [EventHead(e.seq or 0, e.name, e.contact_id) for e in stored[:2]]
+        assert uow.claim_event_heads(10) == [
+            EventHead(e.seq or 0, e.name, e.contact_id) for e in stored
+        ]
+        # In seq order, each once, whatever the order asked in; unknown seqs are left out.
+        seqs = [e.seq or 0 for e in stored]
+        assert uow.get_events([seqs[2], seqs[0], 999_999, seqs[0]]) == [stored[0], stored[2]]
+        assert uow.get_events([]) == []
+        uow.mark_events_processed(seqs[:2])
+    with store.transaction() as uow:
+        assert uow.claim_event_heads(10) == [EventHead(seqs[2], "order_completed", None)]
+
+
+_HEAD_CASES: list[tuple[int, dict[str, object]]] = [
+    (2, {}),
+    (3, {}),
+    (4, {"name": "order_completed", "contact_id": None}),
+]
 
 
 def test_an_event_added_as_processed_is_history_never_claimed(store: Store) -> None:

@@ -132,5 +132,9 @@ def test_reads_of_the_log_see_the_events_held(store: Store) -> None:
         third, _ = cached.add_event(make_event("viewed", id="e3"), dedup_key="row-3")
         cached.mark_events_processed([third.seq or 0])
         assert cached.claim_events(10) == [first, second]
+        fourth, _ = cached.add_event(make_event("viewed", id="e4"), dedup_key="row-4")
+        assert [h.seq for h in cached.claim_event_heads(10)] == [first.seq, second.seq, fourth.seq]
+        fifth, _ = cached.add_event(make_event("viewed", id="e5"), dedup_key="row-5")
+        assert cached.get_events([fifth.seq or 0, first.seq or 0]) == [first, fifth]
         cached.flush()
     assert log(store)[:2] == [first, second]

@@ -69,6 +69,46 @@ def test_size_is_the_utf8_length_of_the_compact_json(value: object) -> None:
         v.check_size(value, "p", expected - 1)
 
 
+def refusal(check: Callable[[], None]) -> str | None:
+    try:
+        check()
+    except EventError as exc:
+        return str(exc)
+    return None
+
+
+def tree_then_size(value: object, max_depth: int, max_bytes: int) -> None:
+    v.check_tree(value, "p", max_depth=max_depth)
+    v.check_size(value, "p", max_bytes)
+
+
+# Also text sent as a NUL's escape, backslash and all: the quick check must not take it for one.
+escapes = st.sampled_from(["\\u0000", "\\\\u0000", "\\u00001"])
+json_trees = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts | escapes,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(texts | escapes, children, max_size=3)
+    ),
+    max_leaves=16,
+)
+
+
+@given(json_trees, st.integers(min_value=1, max_value=6), st.integers(min_value=0, max_value=60))
+def test_json_checks_refuse_as_the_tree_walk_then_the_size_would(
+    value: object, depth: int, max_bytes: int
+) -> None:
+    assert refusal(
+        lambda: v.check_json(value, "p", max_depth=depth, max_bytes=max_bytes)
+    ) == refusal(lambda: tree_then_size(value, depth, max_bytes))
+
+
+def test_json_checks_of_deep_lists_count_levels_not_brackets() -> None:
+    wide = {"items": [{"sku": n} for n in range(40)]}  # 42 brackets, 4 levels
+    v.check_json(wide, "p", max_depth=4, max_bytes=10_000)
+    with pytest.raises(EventError, match=r"^p\.items\[0\]\.sku: nested deeper than 3 levels$"):
+        v.check_json(wide, "p", max_depth=3, max_bytes=10_000)
+
+
 def test_identifiers_are_read_in_kind_order_and_unknown_ones_named() -> None:
     found = v.identifiers({"ext_id": 7, "email_id": "A@B.example", "phone_id": None}, "ids")
     assert list(found.items()) == [
@@ -119,6 +159,14 @@ def outcome(parse: Callable[[bytes], object], body: bytes) -> object:
         b'{"a": 1',
         b'{"a": 1} x',
         b"[" * 100_000,
+        b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"a": 1}{"b": 2}',
+        b'{"a": 1} }',
+        b'{"a": "\xed\xa0\x80", "b": {"c": [1.5, -2, "\\u0000"]}}',
+        '{"a": "é"}'.encode("utf-16-le"),
+        b'{"a": 1,}',
+        b"{}",
+        b"{",
         b"  ",
         b"1" * 5000,
     ],

@@ -9,7 +9,7 @@ from datetime import datetime
 from tidings.adapters import memory_records as records
 from tidings.errors import StoreError
 from tidings.model.events import Event
-from tidings.ports import NumberedEvent
+from tidings.ports import EventHead, NumberedEvent
 
 
 class MemoryEventLog:
@@ -68,6 +68,15 @@ class MemoryEventLog:
                 claimed.append(records.out(self._s.events[seq - 1]))
             seq += 1
         return claimed
+
+    def claim_event_heads(self, limit: int) -> list[EventHead]:
+        """`claim_events`, each event's head only."""
+        return [EventHead(e.seq or 0, e.name, e.contact_id) for e in self.claim_events(limit)]
+
+    def get_events(self, seqs: Collection[int]) -> list[Event]:
+        """The events with these seqs, in seq order (unknown seqs are left out)."""
+        known = range(1, len(self._s.events) + 1)
+        return [records.out(self._s.events[seq - 1]) for seq in sorted(set(seqs)) if seq in known]
 
     def mark_events_processed(self, seqs: Sequence[int]) -> None:
         """Mark events as applied to the workflows."""

@@ -84,26 +84,38 @@ def resolve(
             won_by = (kind, value)
             break
     is_new = winner is None
-    if winner is None:
-        winner = Contact(id=new_id(), created_at=now, updated_at=now)
-    identifiers = dict(winner.identifiers)
+    contact_id = new_id() if winner is None else winner.id
+    held = winner.identifiers if winner is not None else {}
+    identifiers = dict(held)
     conflicts: dict[IdentifierKind, str] = {}
     for kind, value in event.identifiers.items():
         if kind is _CONTACT_ID_KIND:
             continue  # the id itself, never stored as an identifier
         owner = owner_of(kind, value, known)
-        if owner is not None and owner.id != winner.id:
+        if owner is not None and owner.id != contact_id:
             conflicts[kind] = f"belongs to contact {owner.id}"
         elif kind not in identifiers:
             identifiers[kind] = value
         elif identifiers[kind] != value:
-            conflicts[kind] = f"contact {winner.id} already has {kind.value} {identifiers[kind]!r}"
-    attributes = merged_attributes(winner.attributes, event.contact_properties)
-    changed = is_new or identifiers != winner.identifiers or attributes != winner.attributes
-    if changed:
-        winner = winner.model_copy(
-            update={"identifiers": identifiers, "attributes": attributes, "updated_at": now}
+            conflicts[kind] = f"contact {contact_id} already has {kind.value} {identifiers[kind]!r}"
+    if winner is None:
+        # Built whole at once: a new contact has nothing of its own yet.
+        attributes = merged_attributes({}, event.contact_properties)
+        winner = Contact(
+            id=contact_id,
+            identifiers=identifiers,
+            attributes=attributes,
+            created_at=now,
+            updated_at=now,
         )
+        changed = True
+    else:
+        attributes = merged_attributes(winner.attributes, event.contact_properties)
+        changed = identifiers != held or attributes != winner.attributes
+        if changed:
+            winner = winner.model_copy(
+                update={"identifiers": identifiers, "attributes": attributes, "updated_at": now}
+            )
     return Resolution(
         contact=winner, is_new=is_new, changed=changed, conflicts=conflicts, won_by=won_by
     )

@@ -50,7 +50,7 @@ from tidings.errors import StoreError
 from tidings.model.events import Event
 from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
-from tidings.ports import Clock, Store, UnitOfWork
+from tidings.ports import Clock, EventHead, Store, UnitOfWork
 from tidings.service.batches import Batch
 from tidings.service.contact_states import Prefetched, read_active_runs, read_state, read_states
 from tidings.service.registry import WorkflowRegistry
@@ -111,20 +111,25 @@ class Processor:
         """Apply one batch of unprocessed events; returns what it did (0 events = idle)."""
         try:
             with self.store.transaction() as uow:
-                events = uow.claim_events(self.batch)
-                stats = ProcessStats(events=len(events))
-                names = self.event_names if events else frozenset()
+                heads = uow.claim_event_heads(self.batch)
+                stats = ProcessStats(events=len(heads))
+                names = self.event_names if heads else frozenset()
                 current = {(w.id, w.version) for w in self.registry.current}
-                named = {e.contact_id for e in events if e.name in names and e.contact_id}
-                others = {e.contact_id for e in events if e.name not in names and e.contact_id}
+                named = {h.contact_id for h in heads if h.name in names and h.contact_id}
+                others = {h.contact_id for h in heads if h.name not in names and h.contact_id}
                 batch = Batch(self.contact_states(uow, named), read_active_runs(uow, others))
-                for event in events:
-                    if event.name not in names and not _older_runs(uow, event, current, batch):
+                # Only the events a workflow may react to are read whole. Runs on versions no
+                # longer current are never started, only ended, so the events chosen here
+                # before any decision include every one still chosen below after some.
+                wanted = [h.seq for h in heads if _reacted_to(uow, h, names, current, batch)]
+                events = {e.seq: e for e in uow.get_events(wanted)} if wanted else {}
+                for head in heads:
+                    if not _reacted_to(uow, head, names, current, batch):
                         continue  # no workflow reacts to it: it stays in the history only
-                    self._apply_event(uow, event, self.clock.now(), batch)
+                    self._apply_event(uow, events[head.seq], self.clock.now(), batch)
                 batch.flush(uow)
                 stats.messages = batch.writes.added
-                uow.mark_events_processed([e.seq for e in events if e.seq is not None])
+                uow.mark_events_processed([h.seq for h in heads])
                 return stats
         except Exception:
             log.exception("event batch failed; retrying its events one by one")
@@ -376,14 +381,23 @@ class Processor:
             self._due_hint = due
 
 
-def _older_runs(uow: UnitOfWork, event: Event, current: set[tuple[str, str]], batch: Batch) -> bool:
-    """Whether the event's contact has runs on a version not in `current` (their exit goals or
-    `wait_for`s may name events the current versions do not)."""
-    if event.contact_id is None:
+def _reacted_to(
+    uow: UnitOfWork,
+    head: EventHead,
+    names: frozenset[str],
+    current: set[tuple[str, str]],
+    batch: Batch,
+) -> bool:
+    """Whether a workflow may react to the event: a current one names it, or its contact has
+    runs on a version not in `current` (their exit goals or `wait_for`s may name events the
+    current versions do not)."""
+    if head.name in names:
+        return True
+    if head.contact_id is None:
         return False
     return any(
         (run.workflow_id, run.workflow_version) not in current
-        for run in batch.runs_for_contact(uow, event.contact_id)
+        for run in batch.runs_for_contact(uow, head.contact_id)
     )
 
 

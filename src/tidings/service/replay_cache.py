@@ -29,7 +29,7 @@ from tidings.model.events import Event, IdentifierKind
 from tidings.model.messages import Message
 from tidings.model.runs import Run, RunStatus
 from tidings.model.trace import TraceEntry
-from tidings.ports import RunCount, UnitOfWork
+from tidings.ports import EventHead, RunCount, UnitOfWork
 from tidings.service.replay_events import EventsBehind
 
 MAX_CONTACTS = 10_000  # a contact's history may be long: keep the active ones
@@ -197,6 +197,16 @@ class CachedUnitOfWork:
         """Unprocessed events (from the store, after writing what is held)."""
         self.cache.new_events.flush(self.uow)
         return self.uow.claim_events(limit)
+
+    def claim_event_heads(self, limit: int) -> list[EventHead]:
+        """Unprocessed events' heads (from the store, after writing what is held)."""
+        self.cache.new_events.flush(self.uow)
+        return self.uow.claim_event_heads(limit)
+
+    def get_events(self, seqs: Collection[int]) -> list[Event]:
+        """Events by seq (from the store, after writing what is held)."""
+        self.cache.new_events.flush(self.uow)
+        return self.uow.get_events(seqs)
 
     def mark_events_processed(self, seqs: Sequence[int]) -> None:
         """Mark events applied (written through, after the events held)."""

@@ -136,8 +136,12 @@ def tracker_event(raw: object, *, now: datetime, limits: Limits) -> tuple[Event,
         if not v.is_absent(eventdata.get("data")):
             payload = eventdata["data"]
             data = payload if isinstance(payload, dict) else {"data": payload}
-            v.check_tree(data, "eventdata.data", max_depth=limits.max_depth)
-            v.check_size(data, "eventdata.data", limits.max_properties_bytes)
+            v.check_json(
+                data,
+                "eventdata.data",
+                max_depth=limits.max_depth,
+                max_bytes=limits.max_properties_bytes,
+            )
     event = Event(
         id=new_event_id(),
         name=name,

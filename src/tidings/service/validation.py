@@ -8,12 +8,13 @@ Infinity, no lone surrogates, no NUL characters (PostgreSQL refuses them), bound
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from tidings.errors import EventError
 from tidings.model.events import AttributeValue, IdentifierKind, normalise_identifier
@@ -28,6 +29,7 @@ MAX_KEY_CHARS = 255
 _KINDS = tuple((kind, kind.value) for kind in IdentifierKind)
 _KNOWN_KINDS = frozenset(value for _, value in _KINDS)
 _KNOWN_KINDS_TEXT = ", ".join(sorted(_KNOWN_KINDS))
+_ATTRIBUTE_TYPES = (bool, int, float)  # a tuple: isinstance of a union costs more
 # `json.dumps` with options builds an encoder per call; this one is built once, same output.
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -73,10 +75,16 @@ def _finite_float(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+# The scanner `_DECODER.decode` ends in (C where Python has it), with the same hooks.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(cast(Any, _DECODER))
 
 
 def parse_json(body: bytes, field_path: str = "body") -> Any:
     """Decode a request body; malformed JSON, NaN/Infinity and bad UTF-8 are refused."""
+    if body[:1] == b"{" and body[-1:] == b"}" and body[1:2] != b"\x00":
+        decoded = _whole_object(body)
+        if decoded is not None:
+            return decoded
     if not body.strip():
         raise EventError(field_path, "empty body, expected a JSON object", code="missing_parameter")
     try:
@@ -93,6 +101,19 @@ def parse_json(body: bytes, field_path: str = "body") -> Any:
         # ValueError: NaN/Infinity or an integer too long to convert; RecursionError: absurd
         # nesting. Both are input problems, never a server fault.
         raise EventError(field_path, f"malformed JSON: {exc}") from exc
+
+
+def _whole_object(body: bytes) -> Any:
+    """The usual body, UTF-8 (no BOM, no NUL after its first byte: `json.detect_encoding` says
+    so) and one object from its first byte to its last, decoded by the decoder's C scanner
+    alone: the Python frames around it cost more than scanning a small event. None for any
+    other body or any error: the full path decodes it, or names what is wrong, as before."""
+    try:
+        text = body.decode("utf-8", "surrogatepass")
+        value, end = _SCAN(text, 0)
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    return value if end == len(text) else None
 
 
 def is_absent(value: object) -> bool:
@@ -214,10 +235,55 @@ def _printable(key: str) -> bool:
 
 def check_size(value: object, field_path: str, max_bytes: int) -> None:
     """Refuse a value whose compact JSON form is larger than `max_bytes` (UTF-8)."""
-    text = _encode_compact(value)
+    _check_text_size(_encode_compact(value), field_path, max_bytes)
+
+
+def _check_text_size(text: str, field_path: str, max_bytes: int) -> None:
     size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > max_bytes:
         raise EventError(field_path, f"{size} bytes, more than the {max_bytes // 1024} KB allowed")
+
+
+def check_json(value: object, field_path: str, *, max_depth: int, max_bytes: int) -> None:
+    """`check_tree`, then `check_size`, of decoded JSON; the tree is walked only when its
+    compact text, which the size needs anyway, cannot tell that it passes."""
+    try:
+        text = _encode_compact(value)
+    except RecursionError:
+        check_tree(value, field_path, max_depth=max_depth)  # names the level too deep
+        raise
+    if not (_text_is_clean(text) and _nesting_within(value, text, max_depth)):
+        check_tree(value, field_path, max_depth=max_depth)
+    _check_text_size(text, field_path, max_bytes)
+
+
+def _text_is_clean(text: str) -> bool:
+    """Whether every key and string of the value this compact JSON text encodes is one
+    `check_text` accepts: the encoder writes a NUL as the escape `\\u0000` and a lone
+    surrogate as itself, which UTF-8 cannot encode. (The escape may also be text sent as
+    such, backslash and all: then the walk decides.)"""
+    return "\\u0000" not in text and (text.isascii() or _clean_text(text))
+
+
+def _nesting_within(value: object, text: str, max_depth: int) -> bool:
+    """Whether `check_tree` finds the value nested no deeper than `max_depth`: surely so when
+    its text opens fewer objects and arrays than that, else counted level by level."""
+    if text.count("{") + text.count("[") < max_depth:
+        return True
+    level = [value]
+    depth = 1
+    while level:
+        if depth > max_depth:
+            return False
+        below: list[object] = []
+        for item in level:
+            if isinstance(item, dict):
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+        level = below
+        depth += 1
+    return True
 
 
 def event_name(value: object, field_path: str) -> str:
@@ -260,8 +326,8 @@ def identifiers(value: object, field_path: str) -> dict[IdentifierKind, str]:
     if is_absent(value):
         raise EventError(field_path, "is required", code="missing_parameter")
     raw = expect_object(value, field_path)
-    unknown = sorted(key for key in raw if key not in _KNOWN_KINDS)
-    if unknown:
+    if not raw.keys() <= _KNOWN_KINDS:
+        unknown = sorted(key for key in raw if key not in _KNOWN_KINDS)
         names = ", ".join(repr(key) for key in unknown)
         raise EventError(
             field_path, f"unknown identifier(s) {names}; expected one of {_KNOWN_KINDS_TEXT}"
@@ -284,18 +350,23 @@ def attributes(value: object, field_path: str) -> dict[str, AttributeValue]:
         return {}
     raw = expect_object(value, field_path)
     result: dict[str, AttributeValue] = {}
+    # Each field's path is written only to name a refusal: most events have none.
     for key, item in raw.items():
-        item_path = f"{field_path}.{key}"
         if not key.strip() or len(key) > MAX_KEY_CHARS:
-            raise EventError(item_path, f"attribute names must be 1-{MAX_KEY_CHARS} characters")
-        check_text(key, field_path)
+            raise EventError(
+                f"{field_path}.{key}", f"attribute names must be 1-{MAX_KEY_CHARS} characters"
+            )
+        if not _clean_text(key):
+            check_text(key, field_path)
         if is_absent(item):
             continue
         if isinstance(item, str):
-            check_text(item, item_path)
-        elif not isinstance(item, bool | int | float):
+            if not _clean_text(item):
+                check_text(item, f"{field_path}.{key}")
+        elif not isinstance(item, _ATTRIBUTE_TYPES):
             raise EventError(
-                item_path, f"expected a string, number or boolean, got {json_type(item)}"
+                f"{field_path}.{key}",
+                f"expected a string, number or boolean, got {json_type(item)}",
             )
         result[key] = item
     return result
@@ -306,8 +377,7 @@ def properties(value: object, field_path: str, limits: Limits) -> dict[str, Any]
     if is_absent(value):
         return {}
     raw = expect_object(value, field_path)
-    check_tree(raw, field_path, max_depth=limits.max_depth)
-    check_size(raw, field_path, limits.max_properties_bytes)
+    check_json(raw, field_path, max_depth=limits.max_depth, max_bytes=limits.max_properties_bytes)
     return raw
 
 

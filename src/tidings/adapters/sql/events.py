@@ -16,6 +16,7 @@ from tidings.adapters.sql.driver import driver_statement
 from tidings.adapters.sql.statements import Queries, chunks, insert_ignoring
 from tidings.adapters.sql.tables import UNPROCESSED, UTCDateTime, events
 from tidings.model.events import Event
+from tidings.ports import EventHead
 
 _e = events
 _INSERT = sa.insert(_e).returning(_e.c.seq)
@@ -73,15 +74,19 @@ def event_filters(*, names: bool, since: bool, until: bool) -> list[sa.ColumnEle
     return where
 
 
-# Claimed by every engine pass, whatever the events' names: read on the driver on SQLite, where
-# SQLAlchemy's result rows and their chained converters cost more than reading the events.
-_CLAIM = (
-    sa.select(_e)
+# Claimed by every engine pass, whatever the events' names: only the columns that tell whether
+# a workflow could react to an event (reading and converting whole rows cost more than the rest
+# of a pass over events no workflow names). Read on the driver on SQLite, where SQLAlchemy's
+# result rows and their chained converters cost more than SQLite's work.
+_CLAIM_HEADS = (
+    sa.select(_e.c.seq, _e.c.name, _e.c.contact_id)
     .where(UNPROCESSED)
     .order_by(_e.c.seq)
     .limit(sa.bindparam("limit", type_=sa.Integer()))
     .with_for_update(skip_locked=True)
 )
+# The whole events of the claimed heads the engine applies: one indexed lookup per chunk.
+_BY_SEQ = sa.select(_e).where(_e.c.seq.in_(sa.bindparam("seqs", expanding=True))).order_by(_e.c.seq)
 
 
 # Run after every engine pass, for every event it claimed: built once, and on SQLite run on the
@@ -150,15 +155,27 @@ class EventQueries(Queries):
         return held
 
     def claim_events(self, limit: int) -> list[Event]:
-        """Unprocessed events in seq order, locked for this transaction.
+        """Unprocessed events in seq order, locked for this transaction (as `claim_event_heads`)."""
+        return self.get_events([head.seq for head in self.claim_event_heads(limit)])
+
+    def claim_event_heads(self, limit: int) -> list[EventHead]:
+        """Unprocessed events' heads in seq order, the events locked for this transaction.
 
         On PostgreSQL, other processes' claims are skipped, and so is any event whose contact
         has an earlier event another process is still holding: per-contact order is kept.
         """
-        rows = list(self._select_rows(_CLAIM, {"limit": limit}))
+        rows = list(self._select_rows(_CLAIM_HEADS, {"limit": limit}))
         if self._postgres and rows:
             rows = self._without_blocked_contacts(rows)
-        return [mapping.event_from_row(row) for row in rows]
+        return [EventHead(row["seq"], row["name"], row["contact_id"]) for row in rows]
+
+    def get_events(self, seqs: Collection[int]) -> list[Event]:
+        """The events with these seqs, in seq order (unknown seqs are left out)."""
+        found: list[Event] = []
+        for part in chunks(sorted(set(seqs))):
+            rows = self._select_rows(_BY_SEQ, {"seqs": list(part)})
+            found += [mapping.event_from_row(row) for row in rows]
+        return found
 
     def _without_blocked_contacts(self, rows: list[Mapping[Any, Any]]) -> list[Mapping[Any, Any]]:
         """Drop claimed events that come after an earlier event of theirs held elsewhere."""

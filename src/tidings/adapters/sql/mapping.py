@@ -22,7 +22,8 @@ from tidings.model.trace import TraceEntry, TraceKind
 Values = dict[str, Any]
 # A row read: a SQLAlchemy `RowMapping` (keyed by name or column) or a dict of converted values.
 RowValues = Mapping[Any, Any]
-_KIND_ORDER = {kind: n for n, kind in enumerate(IdentifierKind)}
+# Each kind with its column text, in lookup order (iterating the Enum per row cost more).
+_KINDS = tuple((kind, kind.value) for kind in IdentifierKind)
 
 
 def contact_values(contact: Contact) -> Values:
@@ -39,19 +40,13 @@ def contact_values(contact: Contact) -> Values:
 
 def contact_from_row(row: RowValues, identifiers: Mapping[str, str]) -> Contact:
     """A contact from its row and its (kind -> value) identifiers."""
-    if len(identifiers) == 1:  # most contacts: nothing to order
-        ((kind, value),) = identifiers.items()
-        held = {IdentifierKind(kind): value}
-    else:
-        held = dict(
-            sorted(
-                ((IdentifierKind(kind), value) for kind, value in identifiers.items()),
-                key=lambda pair: _KIND_ORDER[pair[0]],
-            )
-        )
+    ordered = {kind: identifiers[text] for kind, text in _KINDS if text in identifiers}
+    if len(ordered) < len(identifiers):
+        for text in identifiers:
+            IdentifierKind(text)  # the ValueError naming a kind this version does not know
     return Contact(
         id=row["id"],
-        identifiers=held,
+        identifiers=ordered,
         attributes=row["attributes"],
         timezone=row["timezone"],
         unsubscribed=frozenset(Channel(c) for c in row["unsubscribed"]),
