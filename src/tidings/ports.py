@@ -15,7 +15,7 @@ from typing import Protocol
 
 from tidings.model.contacts import Contact
 from tidings.model.events import Event, IdentifierKind
-from tidings.model.messages import Message
+from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Run
 from tidings.model.trace import TraceEntry
 
@@ -299,6 +299,11 @@ class DeliveryBatch(Protocol):
 
     def get_runs(self, ids: Collection[str]) -> list[Run]:
         """The runs with these ids, by id (unknown ids are left out)."""
+        ...
+
+    def message_states(self, keys: Collection[str]) -> dict[str, tuple[MessageStatus, int]]:
+        """The (status, attempts) of the messages with these keys (unknown keys are left out):
+        what recording an outcome checks, without reading each message whole."""
         ...
 
     def contact_events_many(

@@ -44,6 +44,28 @@ def test_messages_are_read_by_key_as_one_at_a_time_reads_see_them(store: Store) 
         assert bulk(uow).get_messages(["nope"]) == []
 
 
+def test_message_states_are_the_status_and_attempts_one_at_a_time_reads_see(
+    store: Store,
+) -> None:
+    mail, text, other = make_message(2), make_sms(1), make_message(10)
+    with store.transaction() as uow:
+        uow.add_messages([mail, text, other])
+        uow.claim_messages(T0, 3, timedelta(minutes=5))
+        uow.save_message(other.model_copy(update={"status": MessageStatus.failed, "attempts": 1}))
+        uow.save_message(text.model_copy(update={"attempts": 2, "last_error": "451 later"}))
+    with store.transaction() as uow:
+        states = bulk(uow).message_states([other.key, "nope", mail.key, text.key, mail.key])
+        assert states == {
+            other.key: (MessageStatus.failed, 1),
+            text.key: (MessageStatus.pending, 2),
+            mail.key: (MessageStatus.sending, 0),
+        }
+        for key, (status, attempts) in states.items():
+            one = uow.get_message(key)
+            assert one is not None and (one.status, one.attempts) == (status, attempts)
+        assert bulk(uow).message_states([]) == {}
+
+
 def test_runs_are_read_by_id_as_one_at_a_time_reads_see_them(store: Store) -> None:
     ended = make_run(2, status=RunStatus.finished, outcome=Outcome.exited_goal, reason="order")
     with store.transaction() as uow:
@@ -95,6 +117,7 @@ def test_bulk_reads_of_more_keys_than_one_query_takes_miss_none(store: Store) ->
     with store.transaction() as uow:
         keys = [m.key for m in messages]
         assert [m.key for m in bulk(uow).get_messages(keys)] == sorted(keys)
+        assert sorted(bulk(uow).message_states(keys)) == sorted(keys)
         ids = [f"run-{n}" for n in range(1, 1203)]
         assert [r.id for r in bulk(uow).get_runs(ids)] == sorted(ids)
 

@@ -21,6 +21,7 @@ from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceKind
 from tidings.ports import Store, UnitOfWork
 from tidings.service.delivery import DeliveryStats, DeliveryWorker
+from tidings.service.delivery_outcomes import Outcome, OutcomeRecorder
 from tidings.service.registry import WorkflowRegistry
 
 LEASE = timedelta(minutes=5)
@@ -191,3 +192,45 @@ def test_a_crash_beside_finished_sends_records_them_before_the_round_is_abandone
         (MessageStatus.sending, 0),
         (MessageStatus.sent, 1),
     ]
+
+
+def test_an_outcome_is_recorded_against_the_message_as_it_is_now(store: Store) -> None:
+    """A message claimed, then changed by others before its outcome is recorded: recalled (no
+    longer sending), or given up by its lease and attempted again elsewhere (sending, with more
+    attempts). The first outcome is dropped; the second counts the attempts made meanwhile."""
+    clock = ManualClock(T0)
+    recorder = OutcomeRecorder(clock, timedelta(days=1), 60.0, 3600.0)
+    kept, recalled, retried = make_message(1), make_message(2), make_message(3)
+    with store.transaction() as uow:
+        uow.add_messages([kept, recalled, retried])
+        claimed = {m.key: m for m in uow.claim_messages(T0, 10, LEASE)}
+    with store.transaction() as uow:
+        uow.save_message(
+            claimed[recalled.key].model_copy(
+                update={"status": MessageStatus.cancelled, "last_error": "exit goal met"}
+            )
+        )
+        # Another worker's attempt (as if this one's lease had run out) failed, due again now.
+        uow.save_message(
+            claimed[retried.key].model_copy(
+                update={"status": MessageStatus.pending, "attempts": 1, "last_error": "451"}
+            )
+        )
+    with store.transaction() as uow:
+        [again] = uow.claim_messages(clock.now(), 10, LEASE)
+        assert (again.key, again.attempts) == (retried.key, 1)
+    with store.transaction() as uow:
+        statuses = recorder.record_all(
+            uow, [(claimed[key], Outcome(reference="ok")) for key in sorted(claimed)]
+        )
+    assert statuses == [MessageStatus.sent, None, MessageStatus.sent]
+    with store.transaction() as uow:
+        now = {key: uow.get_message(key) for key in claimed}
+        delivered = [e for e in uow.trace_for_contact("contact-1") if e.kind is TraceKind.delivered]
+    assert {k: (m.status, m.attempts) for k, m in now.items() if m} == {
+        kept.key: (MessageStatus.sent, 1),
+        recalled.key: (MessageStatus.cancelled, 0),
+        retried.key: (MessageStatus.sent, 2),
+    }
+    assert now[recalled.key] is not None and now[recalled.key].last_error == "exit goal met"
+    assert len(delivered) == 1

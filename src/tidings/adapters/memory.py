@@ -281,6 +281,11 @@ class MemoryUnitOfWork(MemoryEventLog):
         found = (self._s.messages.get(key) for key in sorted(set(keys)))
         return [records.out(message) for message in found if message is not None]
 
+    def message_states(self, keys: Collection[str]) -> dict[str, tuple[MessageStatus, int]]:
+        """The (status, attempts) of the messages with these keys (`DeliveryBatch`)."""
+        found = ((key, self._s.messages.get(key)) for key in set(keys))
+        return {key: (m.status, m.attempts) for key, m in found if m is not None}
+
     def messages_for_contact(self, contact_id: str) -> list[Message]:
         """A contact's messages, oldest first (by creation, then key)."""
         chosen = [m for m in self._s.messages.values() if m.contact_id == contact_id]

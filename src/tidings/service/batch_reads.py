@@ -10,13 +10,13 @@ from typing import cast
 
 from tidings.model.contacts import Contact
 from tidings.model.events import Event
-from tidings.model.messages import Message
+from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Run
 from tidings.ports import ContactBatch, DeliveryBatch, DeliverySaves, UnitOfWork
 
 
 def _delivery_batch(uow: UnitOfWork) -> DeliveryBatch | None:
-    names = ("get_messages", "get_runs", "contact_events_many")
+    names = ("get_messages", "message_states", "get_runs", "contact_events_many")
     offered = all(callable(getattr(uow, name, None)) for name in names)
     return cast(DeliveryBatch, uow) if offered else None
 
@@ -28,6 +28,15 @@ def messages_by_key(uow: UnitOfWork, keys: Collection[str]) -> dict[str, Message
         return {m.key: m for m in batch.get_messages(keys)}
     found = (uow.get_message(key) for key in set(keys))
     return {m.key: m for m in found if m is not None}
+
+
+def message_states(uow: UnitOfWork, keys: Collection[str]) -> dict[str, tuple[MessageStatus, int]]:
+    """The (status, attempts) of the messages with these keys (unknown keys are left out)."""
+    batch = _delivery_batch(uow)
+    if batch is not None:
+        return batch.message_states(keys)
+    found = (uow.get_message(key) for key in set(keys))
+    return {m.key: (m.status, m.attempts) for m in found if m is not None}
 
 
 def runs_by_id(uow: UnitOfWork, ids: Collection[str]) -> dict[str, Run]:

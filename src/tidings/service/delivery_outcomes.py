@@ -23,7 +23,7 @@ from tidings.model.durations import format_duration
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, UnitOfWork
-from tidings.service.batch_reads import messages_by_key, save_messages
+from tidings.service.batch_reads import message_states, messages_by_key, save_messages
 
 log = logging.getLogger("tidings.service.delivery")  # the worker's log, as before the split
 
@@ -100,7 +100,7 @@ class OutcomeRecorder:
     ) -> list[MessageStatus | None]:
         """Write outcomes, each as `_record` says, with one read, one save and one trace write
         for all."""
-        current = messages_by_key(uow, [claimed.key for claimed, _ in done])
+        current = _current(uow, [claimed for claimed, _ in done])
         saved: list[Message] = []
         trace: list[TraceEntry] = []
         statuses = [
@@ -184,3 +184,22 @@ class OutcomeRecorder:
 def _what(message: Message) -> str:
     """`email to a@b.c` / `sms to +336…`, for trace lines."""
     return f"{message.channel.value} to {message.to}"
+
+
+def _current(uow: UnitOfWork, claimed: Sequence[Message]) -> dict[str, Message]:
+    """The messages as they are now, by key (those gone are left out). A message's content never
+    changes, and its delivery state only by a claim, a recall or an outcome: one still sending
+    with the attempts it was claimed with is as it was claimed, so only the others are read
+    whole (reading every one whole, HTML and text, was half the cost of recording it)."""
+    states = message_states(uow, [message.key for message in claimed])
+    current: dict[str, Message] = {}
+    changed: list[str] = []
+    for message in claimed:
+        state = states.get(message.key)
+        if state == (message.status, message.attempts):
+            current[message.key] = message
+        elif state is not None:
+            changed.append(message.key)
+    if changed:
+        current.update(messages_by_key(uow, changed))
+    return current

@@ -13,7 +13,7 @@ from tidings.adapters.sql.events import event_filters
 from tidings.adapters.sql.statements import Queries, chunks
 from tidings.adapters.sql.tables import events, messages, runs
 from tidings.model.events import Event
-from tidings.model.messages import Message
+from tidings.model.messages import Message, MessageStatus
 from tidings.model.runs import Run
 
 _e = events
@@ -27,6 +27,13 @@ _r = runs
 def _messages_by_key(postgres: bool) -> sa.Select[tuple[object, ...]]:
     key = _m.c.key.collate("C") if postgres else _m.c.key
     return sa.select(_m).where(_m.c.key.in_(sa.bindparam("keys", expanding=True))).order_by(key)
+
+
+@functools.cache
+def _message_states(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    key = _m.c.key.collate("C") if postgres else _m.c.key
+    chosen = sa.select(_m.c.key, _m.c.status, _m.c.attempts)
+    return chosen.where(_m.c.key.in_(sa.bindparam("keys", expanding=True))).order_by(key)
 
 
 @functools.cache
@@ -52,6 +59,14 @@ class DeliveryBatchQueries(Queries):
         for part in chunks(sorted(set(keys))):
             rows = self._select_rows(_messages_by_key(self._postgres), {"keys": list(part)})
             found += [mapping.message_from_row(row) for row in rows]
+        return found
+
+    def message_states(self, keys: Collection[str]) -> dict[str, tuple[MessageStatus, int]]:
+        """The (status, attempts) of the messages with these keys (unknown keys are left out)."""
+        found: dict[str, tuple[MessageStatus, int]] = {}
+        for part in chunks(sorted(set(keys))):
+            for row in self._select_rows(_message_states(self._postgres), {"keys": list(part)}):
+                found[row["key"]] = (MessageStatus(row["status"]), row["attempts"])
         return found
 
     def get_runs(self, ids: Collection[str]) -> list[Run]:
