@@ -8,6 +8,12 @@ Each run starts a fresh server on a fresh SQLite file (the daemon, `tidings run`
 for 1 s, then loads it for the run's duration and stops it. Then the events in the file are
 counted: every acknowledged event must be there (an answer is sent only after the commit).
 
+`--server floor` and `--server floor-http` measure the floor under these figures on the same
+machine and load (`bench/floor_server.py`): a bare ASGI app under uvicorn that parses each
+body and commits each event's JSON as one row (`floor`), or only reads the body and answers
+(`floor-http`, nothing stored, so nothing counted as lost). No validation, contacts,
+deduplication or engine: what Tidings does per event costs what lies above these.
+
 The load generator is `wrk` (Debian package `wrk`) with `bench/wrk/events.lua`: one thread in
 C, so on a 2-core machine it leaves as much of the machine as possible to the server, which a
 Python generator could not (a Python client spends about as much CPU per request as the
@@ -95,10 +101,12 @@ def start(kind: str, folder: Path) -> Server:
     if kind == "daemon":
         return start_daemon(folder, port, daemon_env(folder))
     db = folder / "tidings.db"
+    module = "bench.app_server" if kind == "app" else "bench.floor_server"
     argv = [
-        sys.executable, "-m", "bench.app_server",
-        "--port", str(port), "--database-url", f"sqlite:///{db}",
+        sys.executable, "-m", module, "--port", str(port), "--database-url", f"sqlite:///{db}",
     ]  # fmt: skip
+    if kind == "floor-http":
+        argv.append("--http-only")
     return start_server(argv, port=port, env={}, log=folder / "app.log")
 
 
@@ -123,6 +131,8 @@ def one_run(kind: str, *, seconds: float, connections: int, batch: int, n: int) 
     errors = sum(summary[k] for k in summary if k.endswith("errors") or k == "timeouts")
     ok = summary["requests"] - summary["status_errors"]
     acknowledged = ok * max(batch, 1)
+    if kind == "floor-http":
+        stored = acknowledged  # it stores nothing by design: nothing to count as lost
     return Run(
         events_per_s=acknowledged / (summary["duration_us"] / 1e6),
         requests=summary["requests"],
@@ -179,7 +189,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="5 runs x 30 s per mode")
     parser.add_argument("--runs", type=int, help="runs per mode (default 3; 5 with --full)")
     parser.add_argument("--seconds", type=float, help="load per run (default 8; 30 with --full)")
-    parser.add_argument("--server", choices=("daemon", "app"), default="daemon")
+    parser.add_argument(
+        "--server", choices=("daemon", "app", "floor", "floor-http"), default="daemon"
+    )
     parser.add_argument("--connections", type=int, default=64, help="single-event mode")
     parser.add_argument("--batch-connections", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=100, help="events per batch request")
