@@ -77,6 +77,17 @@ def _runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
     )
 
 
+# The same reads without the newest runs, for a batch that starts no run by trigger (timers):
+# ranking every row, then sorting them again, cost twice SQLite's indexed read of the rows.
+@functools.cache
+def _active_runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    return (
+        sa.select(_r)
+        .where(_r.c.contact_id.in_(sa.bindparam("ids", expanding=True)), _ACTIVE)
+        .order_by(_r.c.started_at, _by_code_point(postgres, _r.c.id))
+    )
+
+
 @functools.cache
 def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
     return (
@@ -124,35 +135,47 @@ class RunQueries(Queries):
         rows = self._execute(_last_runs(self._postgres), {"contact_id": contact_id}).mappings()
         return [mapping.run_from_row(row) for row in rows]
 
-    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
-        """`runs_for_contact` and `last_runs` of each id, one query per chunk of ids."""
+    def runs_of_contacts(
+        self, contact_ids: Collection[str], *, last: bool = True
+    ) -> dict[str, ContactRuns]:
+        """`runs_for_contact` and `last_runs` of each id, one query per chunk of ids
+        (`last=False`: the active runs only, `last` left empty)."""
         found = {contact_id: ContactRuns([], []) for contact_id in contact_ids}
         for part in chunks(sorted(found)):
-            for run, newest in self._ranked_runs(part):  # frozen: one object in both lists
-                runs = found[run.contact_id]
+            if not last:
+                for run, _ in self._read_runs(_active_runs_of_contacts(self._postgres), part):
+                    found[run.contact_id].active.append(run)
+                continue
+            for run, newest in self._read_runs(_runs_of_contacts(self._postgres), part):
+                runs = found[run.contact_id]  # frozen: one object in both lists
                 if run.is_active:
                     runs.active.append(run)
                 if newest:
                     runs.last.append(run)
         return found
 
-    def _ranked_runs(self, contact_ids: Sequence[str]) -> Iterator[tuple[Run, bool]]:
-        """The runs `_runs_of_contacts` reads, each with whether it is its key's newest; on
-        SQLite a run the last claim read from the same row is that claim's run."""
-        statement, values = _runs_of_contacts(self._postgres), {"ids": contact_ids}
+    def _read_runs(
+        self, statement: sa.Select[tuple[object, ...]], contact_ids: Sequence[str]
+    ) -> Iterator[tuple[Run, bool]]:
+        """The runs a read of many contacts finds, each with whether it is its key's newest
+        (when the statement ranks them: `newest` after the run's columns); on SQLite a run the
+        last claim read from the same row is that claim's run."""
+        values = {"ids": contact_ids}
         if self._postgres:
             for row in self._select_rows(statement, values):
-                yield mapping.run_from_row(row), row["newest"] == 1
+                yield mapping.run_from_row(row), row.get("newest") == 1
             return
         select, rows = self._driver_rows(statement, values)
-        reuse = bool(self._claimed) and select.keys == _RANKED
+        ranked = select.keys == _RANKED
+        reuse = bool(self._claimed) and (ranked or select.keys == _COLUMNS)
+        width = len(_COLUMNS)
         for raw in rows:
             claimed = self._claimed.get(raw[_ID]) if reuse else None
-            if claimed is not None and claimed[0] == raw[:-1]:
-                yield claimed[1], raw[-1] == 1
+            newest = ranked and raw[width] == 1
+            if claimed is not None and claimed[0] == (raw[:width] if ranked else raw):
+                yield claimed[1], newest
             else:
-                converted = select.row(raw)
-                yield mapping.run_from_row(converted), converted["newest"] == 1
+                yield mapping.run_from_row(select.row(raw)), newest
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
