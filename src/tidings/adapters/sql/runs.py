@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from tidings.adapters.sql import mapping
+from tidings.adapters.sql.driver import DriverStatement, bind_processor
 from tidings.adapters.sql.statements import CHUNK, Queries, chunks
 from tidings.adapters.sql.tables import WAITING, UTCDateTime, runs
 from tidings.model.runs import Run, RunStatus
@@ -22,6 +26,11 @@ _CONTACT: sa.BindParameter[str] = sa.bindparam("contact_id", type_=sa.Text())
 _COLUMNS = tuple(_r.c.keys())
 _RANKED = (*_COLUMNS, "newest")
 _ID = _COLUMNS.index("id")
+# A run's fields named as its columns, read in C; the JSON objects among them are compared by
+# identity, not equality: equal dicts may still be written as other text (their keys' order).
+_FIELDS = operator.attrgetter(*_COLUMNS)
+_BY_IDENTITY = frozenset({"event", "vars"})
+_WHERE_ID = "where_id"
 
 
 def _by_code_point(postgres: bool, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
@@ -99,6 +108,30 @@ def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
     )
 
 
+# Bounded: a dialect is one engine's, and tests make many engines.
+@functools.lru_cache(maxsize=64)
+def _update(dialect: Dialect, columns: tuple[str, ...]) -> DriverStatement:
+    """`UPDATE runs SET columns WHERE id = ...`, compiled once per dialect and columns."""
+    stmt = sa.update(_r).where(_r.c.id == sa.bindparam(_WHERE_ID))
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    order = tuple(compiled.positiontup or ()) if compiled.positional else (*columns, _WHERE_ID)
+    if set(order) != {*columns, _WHERE_ID}:  # pragma: no cover - a statement with other parameters
+        raise ValueError(f"statement parameters {order} are not {columns} and the id")
+    processors = tuple(
+        bind_processor(_r.c.id if name == _WHERE_ID else _r.c[name], dialect) for name in order
+    )
+    return DriverStatement(compiled.string, order, processors, compiled.positional)
+
+
+def _changed(stored: Run, run: Run) -> tuple[str, ...]:
+    """The columns whose text `run` writes otherwise than `stored`'s (one object: unchanged)."""
+    return tuple(
+        name
+        for name, before, after in zip(_COLUMNS, _FIELDS(stored), _FIELDS(run), strict=True)
+        if before is not after and (name in _BY_IDENTITY or before != after)
+    )
+
+
 @functools.cache
 def _next_due() -> sa.Select[Any]:
     """The earliest due time of a waiting run, built once: asked after every engine pass."""
@@ -114,10 +147,35 @@ class RunQueries(Queries):
         # batch's states read its claimed runs again; a row read again unchanged is the same
         # run, not converted twice (a run's JSON and model cost more than its query).
         self._claimed: dict[str, tuple[tuple[Any, ...], Run]] = {}
+        # SQLite: the runs of the last claim as they are stored now (as claimed, then as saved).
+        # Saved again, such a run is an UPDATE of the columns it changed: most of a run (its
+        # event, contact, workflow, key and start) never changes once it is stored, and writing
+        # it again cost its JSON's encoding and an index entry moved for nothing.
+        self._stored: dict[str, Run] = {}
 
     def save_runs(self, runs: Sequence[Run]) -> None:
-        """Insert or replace runs by id, in one executemany."""
-        self._upsert(_r, [mapping.run_values(run) for run in runs], "id")
+        """Insert or replace runs by id, in order (one executemany per statement)."""
+        if not self._stored:
+            self._upsert(_r, [mapping.run_values(run) for run in runs], "id")
+            return
+        writes: list[tuple[tuple[str, ...] | None, dict[str, Any]]] = []
+        for run in runs:
+            stored = self._stored.get(run.id)
+            if stored is None:
+                writes.append((None, mapping.run_values(run)))
+                continue
+            self._stored[run.id] = run
+            if changed := _changed(stored, run):
+                values = mapping.run_values(run)
+                values[_WHERE_ID] = run.id
+                writes.append((changed, values))
+        # Consecutive writes of one statement together, so a run saved twice keeps its last.
+        for columns, same in itertools.groupby(writes, key=operator.itemgetter(0)):
+            rows = [values for _, values in same]
+            if columns is None:
+                self._upsert(_r, rows, "id")
+            else:
+                self._driver_many(_update(self._conn.dialect, columns), rows)
 
     def get_run(self, run_id: str) -> Run | None:
         """One run by id."""
@@ -189,6 +247,7 @@ class RunQueries(Queries):
         self._claimed = (
             {run.id: (row, run) for row, run in zip(rows, claimed, strict=True)} if kept else {}
         )
+        self._stored = {run.id: run for _, run in self._claimed.values()}
         return claimed
 
     def next_due_at(self) -> datetime | None:
