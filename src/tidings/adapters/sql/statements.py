@@ -20,10 +20,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.selectable import TypedReturnsRows
 
 from tidings.adapters.sql.driver import (
+    ROWS_A_STATEMENT,
     DriverSelect,
     DriverStatement,
     driver_select,
     driver_statement,
+    rows_at_once,
 )
 from tidings.errors import StoreError
 
@@ -98,14 +100,22 @@ class Queries:
 
     def _driver_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run a statement (no RETURNING) once per row of values, as one driver executemany;
-        how many rows it inserted or changed in all (both drivers sum them)."""
+        how many rows it inserted or changed in all (both drivers sum them). On SQLite an
+        INSERT writes its rows ROWS_A_STATEMENT at a time (`DriverStatement.block_sql`), in
+        the same order."""
         if not rows:
             return 0
-        parameters = [_converted(statement, values) for values in rows]
+        parameters: list[Any] = [_converted(statement, values) for values in rows]
         cursor = self._driver_cursor()
+        changed = 0
         with self._driver_errors(statement, parameters):
-            cursor.executemany(statement.sql, parameters)
-        changed: int = cursor.rowcount
+            if statement.block_sql is not None and len(parameters) >= ROWS_A_STATEMENT:
+                blocks, parameters = rows_at_once(statement, parameters)
+                cursor.executemany(statement.block_sql, blocks)
+                changed = cursor.rowcount
+            if parameters:
+                cursor.executemany(statement.sql, parameters)
+                changed += cursor.rowcount
         return changed
 
     def _driver_cursor(self) -> Any:
