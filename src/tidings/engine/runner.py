@@ -302,7 +302,10 @@ class Runner:
 
     def _advanced(self, run: Run) -> Run:
         """The run as it leaves a wait: one more advance, no timer, no awaited events."""
-        variables = {k: v for k, v in run.vars.items() if k != WAIT_STARTED}
+        # The same vars when there is no wait start to drop: a store need not write them again.
+        variables = run.vars
+        if WAIT_STARTED in variables:
+            variables = {k: v for k, v in variables.items() if k != WAIT_STARTED}
         return run.model_copy(
             update={
                 "seq": run.seq + 1,
