@@ -1,18 +1,25 @@
-"""Rows to domain objects: a row's values in a plain dict (SQLite's driver reads) give the same
-run as any other mapping of them (SQLAlchemy's rows), and the same refusals."""
+"""Rows to domain objects and back: a row's values in a plain dict (SQLite's driver reads) give
+the same run as any other mapping of them (SQLAlchemy's rows), and the same refusals; rows
+written as tuples in the table's order are the rows written by name."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 
-from support.messages import T0
-from support.records import make_contact, make_run
+from support.messages import T0, make_message
+from support.records import make_contact, make_run, make_trace
 from tidings.adapters.sql import mapping
+from tidings.adapters.sql.driver import driver_statement
+from tidings.adapters.sql.engine import create_engine
+from tidings.adapters.sql.statements import insert_ignoring, plain_insert
+from tidings.adapters.sql.tables import messages, trace
 from tidings.model.contacts import Channel
+from tidings.model.messages import MessageStatus
 from tidings.model.runs import Outcome, RunStatus
 
 RUNS = [
@@ -54,3 +61,50 @@ def test_a_contact_s_unsubscribed_channels_read_back_as_a_set() -> None:
     read = mapping.contact_from_row(values, {"email_id": "user1@example.org"})
     assert read.unsubscribed == contact.unsubscribed
     assert all(type(channel) is Channel for channel in read.unsubscribed)
+
+
+MESSAGES = [
+    make_message(1),
+    make_message(
+        2,
+        status=MessageStatus.failed,
+        attempts=3,
+        next_attempt_at=T0 + timedelta(hours=5),
+        last_error="550 no such user",
+        sent_at=None,
+        provider_id="<x@y>",
+    ),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=["new", "retried"])
+def test_a_message_row_holds_its_delivery_state_as_saves_write_it(message: Any) -> None:
+    values = mapping.message_values(message)
+    assert tuple(values) == mapping.MESSAGE_COLUMNS
+    assert values == {**values, **mapping.delivery_values(message), "lease_until": None}
+
+
+@pytest.mark.parametrize(
+    ("table", "statement", "columns", "rows"),
+    [
+        (trace, plain_insert(trace), mapping.TRACE_COLUMNS, [make_trace(1), make_trace(2)]),
+        (
+            messages,
+            insert_ignoring(False, messages, ("key",), None),
+            mapping.MESSAGE_COLUMNS,
+            MESSAGES,
+        ),
+    ],
+    ids=["trace", "outbox"],
+)
+def test_rows_written_in_order_are_the_rows_written_by_name(
+    tmp_path: Path, table: Any, statement: Any, columns: tuple[str, ...], rows: list[Any]
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    insert = driver_statement(engine.dialect, statement, table, columns)
+    by_row = mapping.trace_row if table is trace else mapping.message_row
+    by_name = mapping.trace_values if table is trace else mapping.message_values
+    assert insert.keys == columns  # the table's order: written as `*_row` gives them
+    for row in rows:
+        assert insert.ordered(by_row(row)) == insert.parameters(by_name(row))
+    engine.dispose()

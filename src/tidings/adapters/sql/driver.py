@@ -106,13 +106,17 @@ class DriverStatement:
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """The driver's parameters for one row of column values."""
-        gathered = self._gather(values)
-        if self._converting:
-            row = list(gathered)
-            for index, process in self._converting:
-                row[index] = process(row[index])
-            gathered = tuple(row)
+        gathered = self.ordered(self._gather(values))
         return gathered if self.positional else dict(zip(self.keys, gathered, strict=True))
+
+    def ordered(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        """The driver's positional parameters for one row's values given in `keys` order."""
+        if not self._converting:
+            return tuple(values)
+        row = list(values)
+        for index, process in self._converting:
+            row[index] = process(row[index])
+        return tuple(row)
 
 
 # The texts of the times written lately. A batch's rows mostly carry the same few instants

@@ -146,18 +146,28 @@ def run_from_row(row: RowValues) -> Run:
     )
 
 
+TRACE_COLUMNS = ("at", "contact_id", "workflow_id", "run_id", "step", "kind", "message", "data")
+"""The columns of a trace row `trace_row` gives, in the table's order (`id` is the database's)."""
+
+
+def trace_row(entry: TraceEntry) -> tuple[Any, ...]:
+    """Column values of a trace row, in `TRACE_COLUMNS` order (a batch writes many: no mapping
+    by name built for each)."""
+    return (
+        entry.at,
+        entry.contact_id,
+        entry.workflow_id,
+        entry.run_id,
+        entry.step,
+        entry.kind.value,
+        entry.message,
+        entry.data,
+    )
+
+
 def trace_values(entry: TraceEntry) -> Values:
-    """Column values of a trace row (`id` is assigned by the database)."""
-    return {
-        "at": entry.at,
-        "contact_id": entry.contact_id,
-        "workflow_id": entry.workflow_id,
-        "run_id": entry.run_id,
-        "step": entry.step,
-        "kind": entry.kind.value,
-        "message": entry.message,
-        "data": entry.data,
-    }
+    """Column values of a trace row by name (`id` is assigned by the database)."""
+    return dict(zip(TRACE_COLUMNS, trace_row(entry), strict=True))
 
 
 def trace_from_row(row: RowValues) -> TraceEntry:
@@ -193,26 +203,67 @@ def delivery_values(message: Message) -> Values:
     }
 
 
+MESSAGE_COLUMNS = (
+    "key",
+    "channel",
+    "run_id",
+    "contact_id",
+    "workflow_id",
+    "step",
+    "to",
+    "sender",
+    "reply_to",
+    "subject",
+    "html",
+    "text",
+    "transactional",
+    "created_at",
+    "not_before",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "sent_at",
+    "provider_id",
+    "due_at",
+    "lease_until",
+)
+"""The columns of a new outbox row `message_row` gives, in the table's order."""
+
+
+def message_row(message: Message) -> tuple[Any, ...]:
+    """Column values of a new outbox row, in `MESSAGE_COLUMNS` order (the delivery state's as
+    `delivery_values` gives them; no lease)."""
+    return (
+        message.key,
+        message.channel.value,
+        message.run_id,
+        message.contact_id,
+        message.workflow_id,
+        message.step,
+        message.to,
+        message.sender,
+        message.reply_to,
+        message.subject,
+        message.html,
+        message.text,
+        message.transactional,
+        message.created_at,
+        message.not_before,
+        message.status.value,
+        message.attempts,
+        message.next_attempt_at,
+        message.last_error,
+        message.sent_at,
+        message.provider_id,
+        message_due_at(message.not_before, message.next_attempt_at),
+        None,
+    )
+
+
 def message_values(message: Message) -> Values:
-    """Column values of a new outbox row."""
-    return {
-        "key": message.key,
-        "channel": message.channel.value,
-        "run_id": message.run_id,
-        "contact_id": message.contact_id,
-        "workflow_id": message.workflow_id,
-        "step": message.step,
-        "to": message.to,
-        "sender": message.sender,
-        "reply_to": message.reply_to,
-        "subject": message.subject,
-        "html": message.html,
-        "text": message.text,
-        "transactional": message.transactional,
-        "created_at": message.created_at,
-        **delivery_values(message),
-        "lease_until": None,
-    }
+    """Column values of a new outbox row by name."""
+    return dict(zip(MESSAGE_COLUMNS, message_row(message), strict=True))
 
 
 def message_from_row(row: RowValues) -> Message:

@@ -100,12 +100,28 @@ class Queries:
 
     def _driver_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run a statement (no RETURNING) once per row of values, as one driver executemany;
-        how many rows it inserted or changed in all (both drivers sum them). On SQLite an
-        INSERT writes its rows ROWS_A_STATEMENT at a time (`DriverStatement.block_sql`), in
-        the same order."""
+        how many rows it inserted or changed in all (both drivers sum them)."""
         if not rows:
             return 0
-        parameters: list[Any] = [_converted(statement, values) for values in rows]
+        return self._driver_executemany(statement, [_converted(statement, v) for v in rows])
+
+    def _driver_many_ordered(
+        self, statement: DriverStatement, rows: Sequence[Sequence[Any]]
+    ) -> int:
+        """`_driver_many` of rows given as their values in the statement's order of columns (a
+        positional statement): no mapping by name built for each row, then taken apart."""
+        try:
+            parameters = [statement.ordered(row) for row in rows]
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise StoreError(f"cannot store a value: {exc}") from exc
+        return self._driver_executemany(statement, parameters)
+
+    def _driver_executemany(self, statement: DriverStatement, parameters: list[Any]) -> int:
+        """The driver's executemany of the statement over its rows' parameters; on SQLite an
+        INSERT writes its rows ROWS_A_STATEMENT at a time (`DriverStatement.block_sql`), in
+        the same order."""
+        if not parameters:
+            return 0
         cursor = self._driver_cursor()
         changed = 0
         with self._driver_errors(statement, parameters):
