@@ -26,10 +26,8 @@ _CONTACT: sa.BindParameter[str] = sa.bindparam("contact_id", type_=sa.Text())
 _COLUMNS = tuple(_r.c.keys())
 _RANKED = (*_COLUMNS, "newest")
 _ID = _COLUMNS.index("id")
-# A run's fields named as its columns, read in C; the JSON objects among them are compared by
-# identity, not equality: equal dicts may still be written as other text (their keys' order).
+# A run's fields named as its columns, read in C.
 _FIELDS = operator.attrgetter(*_COLUMNS)
-_BY_IDENTITY = frozenset({"event", "vars"})
 _WHERE_ID = "where_id"
 
 
@@ -124,12 +122,10 @@ def _update(dialect: Dialect, columns: tuple[str, ...]) -> DriverStatement:
 
 
 def _changed(stored: Run, run: Run) -> tuple[str, ...]:
-    """The columns whose text `run` writes otherwise than `stored`'s (one object: unchanged)."""
-    return tuple(
-        name
-        for name, before, after in zip(_COLUMNS, _FIELDS(stored), _FIELDS(run), strict=True)
-        if before is not after and (name in _BY_IDENTITY or before != after)
-    )
+    """The columns `run` may write otherwise than `stored`: those whose value is another object.
+    A run's copies share every value they do not change; an equal value written again (a new
+    time of the same instant) writes the same text, and equal JSON objects may not."""
+    return tuple(itertools.compress(_COLUMNS, map(operator.is_not, _FIELDS(stored), _FIELDS(run))))
 
 
 @functools.cache
