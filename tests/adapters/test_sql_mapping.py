@@ -17,7 +17,7 @@ from tidings.adapters.sql import mapping
 from tidings.adapters.sql.driver import driver_statement
 from tidings.adapters.sql.engine import create_engine
 from tidings.adapters.sql.statements import insert_ignoring, plain_insert
-from tidings.adapters.sql.tables import messages, trace
+from tidings.adapters.sql.tables import messages, runs, trace
 from tidings.model.contacts import Channel
 from tidings.model.messages import MessageStatus
 from tidings.model.runs import Outcome, RunStatus
@@ -108,3 +108,10 @@ def test_rows_written_in_order_are_the_rows_written_by_name(
     for row in rows:
         assert insert.ordered(by_row(row)) == insert.parameters(by_name(row))
     engine.dispose()
+
+
+def test_rows_in_order_follow_the_tables_columns() -> None:
+    assert tuple(c.name for c in runs.c) == mapping.RUN_COLUMNS
+    assert tuple(c.name for c in trace.c if c.name != "id") == mapping.TRACE_COLUMNS
+    assert tuple(c.name for c in messages.c) == mapping.MESSAGE_COLUMNS
+    assert tuple(mapping.run_values(RUNS[2])) == mapping.RUN_COLUMNS

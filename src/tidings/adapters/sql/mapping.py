@@ -93,28 +93,56 @@ def event_from_row(row: RowValues) -> Event:
     )
 
 
+RUN_COLUMNS = (
+    "id",
+    "workflow_id",
+    "workflow_version",
+    "contact_id",
+    "key",
+    "status",
+    "position",
+    "due_at",
+    "waiting_for",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "outcome",
+    "reason",
+    "trigger_event_id",
+    "event",
+    "vars",
+    "seq",
+)
+"""The columns of a run row `run_row` gives, in the table's order."""
+
+
+def run_row(run: Run) -> tuple[Any, ...]:
+    """Column values of a run row, in `RUN_COLUMNS` order."""
+    return (
+        run.id,
+        run.workflow_id,
+        run.workflow_version,
+        run.contact_id,
+        run.key,
+        run.status.value,
+        run.position,
+        run.due_at,
+        list(run.waiting_for),
+        run.started_at,
+        run.updated_at,
+        run.finished_at,
+        run.outcome.value if run.outcome else None,
+        run.reason,
+        run.trigger_event_id,
+        run.event,
+        run.vars,
+        run.seq,
+    )
+
+
 def run_values(run: Run) -> Values:
-    """Column values of a run row."""
-    return {
-        "id": run.id,
-        "workflow_id": run.workflow_id,
-        "workflow_version": run.workflow_version,
-        "contact_id": run.contact_id,
-        "key": run.key,
-        "status": run.status.value,
-        "position": run.position,
-        "due_at": run.due_at,
-        "waiting_for": list(run.waiting_for),
-        "started_at": run.started_at,
-        "updated_at": run.updated_at,
-        "finished_at": run.finished_at,
-        "outcome": run.outcome.value if run.outcome else None,
-        "reason": run.reason,
-        "trigger_event_id": run.trigger_event_id,
-        "event": run.event,
-        "vars": run.vars,
-        "seq": run.seq,
-    }
+    """Column values of a run row by name."""
+    return dict(zip(RUN_COLUMNS, run_row(run), strict=True))
 
 
 def run_from_row(row: RowValues) -> Run:

@@ -16,6 +16,7 @@ from tidings.adapters.sql import mapping
 from tidings.adapters.sql.driver import DriverStatement, bind_processor
 from tidings.adapters.sql.statements import CHUNK, Queries, chunks
 from tidings.adapters.sql.tables import WAITING, UTCDateTime, runs
+from tidings.errors import StoreError
 from tidings.model.runs import Run, RunStatus
 from tidings.ports import ContactRuns, RunCount
 
@@ -28,6 +29,7 @@ _RANKED = (*_COLUMNS, "newest")
 _ID = _COLUMNS.index("id")
 # A run's fields named as its columns, read in C.
 _FIELDS = operator.attrgetter(*_COLUMNS)
+_POSITIONS = tuple(range(len(_COLUMNS)))
 _WHERE_ID = "where_id"
 
 
@@ -121,11 +123,14 @@ def _update(dialect: Dialect, columns: tuple[str, ...]) -> DriverStatement:
     return DriverStatement(compiled.string, order, processors, compiled.positional)
 
 
-def _changed(stored: Run, run: Run) -> tuple[str, ...]:
-    """The columns `run` may write otherwise than `stored`: those whose value is another object.
-    A run's copies share every value they do not change; an equal value written again (a new
-    time of the same instant) writes the same text, and equal JSON objects may not."""
-    return tuple(itertools.compress(_COLUMNS, map(operator.is_not, _FIELDS(stored), _FIELDS(run))))
+def _changed(stored: Run, run: Run) -> tuple[int, ...]:
+    """The columns (positions in `_COLUMNS`) `run` may write otherwise than `stored`: those
+    whose value is another object. A run's copies share every value they do not change; an
+    equal value written again (a new time of the same instant) writes the same text, and equal
+    JSON objects may not."""
+    return tuple(
+        itertools.compress(_POSITIONS, map(operator.is_not, _FIELDS(stored), _FIELDS(run)))
+    )
 
 
 @functools.cache
@@ -154,7 +159,7 @@ class RunQueries(Queries):
         if not self._stored:
             self._upsert(_r, [mapping.run_values(run) for run in runs], "id")
             return
-        writes: list[tuple[tuple[str, ...] | None, dict[str, Any]]] = []
+        writes: list[tuple[tuple[int, ...] | None, Any]] = []
         for run in runs:
             stored = self._stored.get(run.id)
             if stored is None:
@@ -162,16 +167,19 @@ class RunQueries(Queries):
                 continue
             self._stored[run.id] = run
             if changed := _changed(stored, run):
-                values = mapping.run_values(run)
-                values[_WHERE_ID] = run.id
-                writes.append((changed, values))
+                row = mapping.run_row(run)  # in `_COLUMNS` order, as the table's
+                writes.append((changed, (*[row[i] for i in changed], run.id)))
         # Consecutive writes of one statement together, so a run saved twice keeps its last.
-        for columns, same in itertools.groupby(writes, key=operator.itemgetter(0)):
+        for changed, same in itertools.groupby(writes, key=operator.itemgetter(0)):
             rows = [values for _, values in same]
-            if columns is None:
+            if changed is None:
                 self._upsert(_r, rows, "id")
-            else:
-                self._driver_many(_update(self._conn.dialect, columns), rows)
+                continue
+            columns = tuple(_COLUMNS[i] for i in changed)
+            update = _update(self._conn.dialect, columns)
+            if update.keys != (*columns, _WHERE_ID):  # pragma: no cover - SQLite sets in order
+                raise StoreError(f"unexpected order of parameters {update.keys}")
+            self._driver_many_ordered(update, rows)
 
     def get_run(self, run_id: str) -> Run | None:
         """One run by id."""
