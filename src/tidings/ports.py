@@ -94,9 +94,12 @@ class ContactStates(Protocol):
         """The contacts among these ids that exist, by id."""
         ...
 
-    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
+    def runs_of_contacts(
+        self, contact_ids: Collection[str], *, last: bool = True
+    ) -> dict[str, ContactRuns]:
         """`runs_for_contact` (active runs only) and `last_runs` of each id: every id given is
-        a key."""
+        a key. With `last=False` only the active runs are read (`last` left empty): only a
+        trigger asks for the newest runs, never a timer."""
         ...
 
 

@@ -147,3 +147,34 @@ def test_bulk_reads_after_a_claim_answer_as_without_it(store: Store) -> None:
     assert [r.id for r in after.active] == ["run-3", "run-6"]
     assert next(r for r in after.active if r.id == "run-3") == moved
     assert next(r for r in after.last if r.id == "run-2").status is RunStatus.finished
+
+
+def test_bulk_reads_of_active_runs_only_leave_the_newest_out(store: Store) -> None:
+    """A timer batch reads without `last`: the same active runs, and no newest runs."""
+    seed(store)
+    with store.transaction() as uow:
+        both = bulk(uow).runs_of_contacts(ASKED)
+        active = bulk(uow).runs_of_contacts(ASKED, last=False)
+
+    assert sorted(active) == sorted(both)
+    for contact_id, found in active.items():
+        assert found.active == both[contact_id].active
+        assert found.last == []
+
+
+def test_bulk_reads_of_active_runs_after_a_claim_answer_as_without_it(store: Store) -> None:
+    seed(store)
+    with store.transaction() as uow:
+        expected = {cid: runs.active for cid, runs in bulk(uow).runs_of_contacts(ASKED).items()}
+    with store.transaction() as uow:
+        claimed = uow.claim_due_runs(T0 + timedelta(days=1), 10)
+        found = bulk(uow).runs_of_contacts(ASKED, last=False)
+        assert {cid: runs.active for cid, runs in found.items()} == expected
+        moved = claimed[1].model_copy(update={"due_at": T0 + timedelta(days=2), "seq": 2})
+        uow.save_runs([finished(claimed[0], 40), moved])
+        after = bulk(uow).runs_of_contacts(["contact-1"], last=False)["contact-1"]
+        one_by_one = uow.runs_for_contact("contact-1")
+
+    assert after.active == one_by_one
+    assert [r.id for r in after.active] == ["run-3", "run-6"]
+    assert next(r for r in after.active if r.id == "run-3") == moved

@@ -485,3 +485,21 @@ def test_on_timer_refuses_a_run_of_another_workflow(abandoned, make_workflow, en
     state = started(abandoned(), env)
     with pytest.raises(ValueError, match="belongs to abandoned"):
         on_timer(other, state.runs[0], state, T0 + HOUR, env)
+
+
+# ---------------------------------------------------------------------------------- paths
+
+
+def test_a_workflow_s_paths_walked_again_decide_the_same(abandoned, env) -> None:
+    """Paths a workflow remembers from earlier decisions lead where they led the first time,
+    and a position that names no step is refused the same every time."""
+    workflow = abandoned()
+    first = at_wait_for(workflow, env)[1]
+    assert workflow.paths  # remembered from the first decision
+    assert at_wait_for(workflow, env)[1] == first
+    state = started(workflow, env)
+    lost = state.runs[0].model_copy(update={"position": "7"})
+    for _ in range(2):
+        decision = on_timer(workflow, lost, state, T0 + HOUR, env)
+        assert run_of(decision).outcome is Outcome.error
+        assert run_of(decision).reason == "no step at '7'"

@@ -3,6 +3,7 @@ handed out once, and forgotten once a decision writes to its contact."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -34,6 +35,17 @@ def test_states_read_ahead_are_those_read_one_by_one(store: Store, history: bool
             alone = read_state(uow, contact_id, lock=True, history=history)
             assert prefetched.take(contact_id) == alone
     assert alone is None  # sorted last, "missing" has no state
+
+
+def test_states_read_for_timers_go_without_the_newest_runs(store: Store) -> None:
+    seed(store)
+    with store.transaction() as uow:
+        prefetched = read_states(uow, IDS, lock=True, history=False, last_runs=False)
+        for contact_id in ("contact-1", "contact-2"):
+            full = read_state(uow, contact_id, lock=True, history=False)
+            alone = read_state(uow, contact_id, lock=True, history=False, last_runs=False)
+            assert full is not None and full.last_runs
+            assert prefetched.take(contact_id) == alone == replace(full, last_runs=())
 
 
 def test_a_state_is_handed_out_once(store: Store) -> None:

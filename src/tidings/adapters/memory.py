@@ -154,9 +154,14 @@ class MemoryUnitOfWork(MemoryEventLog):
             latest[(run.workflow_id, run.key)] = run
         return sorted(latest.values(), key=lambda r: (r.started_at, r.id))
 
-    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
-        """`runs_for_contact` and `last_runs` of each id."""
-        return {i: ContactRuns(self.runs_for_contact(i), self.last_runs(i)) for i in contact_ids}
+    def runs_of_contacts(
+        self, contact_ids: Collection[str], *, last: bool = True
+    ) -> dict[str, ContactRuns]:
+        """`runs_for_contact` and `last_runs` of each id (`last=False`: active runs only)."""
+        return {
+            i: ContactRuns(self.runs_for_contact(i), self.last_runs(i) if last else [])
+            for i in contact_ids
+        }
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first (then by id)."""

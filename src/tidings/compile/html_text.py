@@ -294,7 +294,7 @@ def text_of(chunks: list[str]) -> str:
         # A list item's marker starts with a space, "-" or a digit (`\d`: any decimal digit);
         # other lines (most, and the blank ones between paragraphs) need no match.
         first = line[:1]
-        marker = _MARKER.match(line) if first in " -" or first.isdecimal() else None
+        marker = _MARKER.match(line) if first and (first in " -" or first.isdecimal()) else None
         if index in raw:
             text = line.rstrip()
         elif marker:  # keep a list item's indent, collapse the rest

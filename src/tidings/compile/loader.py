@@ -35,7 +35,7 @@ from tidings.compile.humanize import schema_problems
 from tidings.compile.templates import TemplateCatalog
 from tidings.compile.yaml_marks import load_marked
 from tidings.errors import Location, Problem
-from tidings.model.workflow import WaitForStep, Workflow, walk_steps
+from tidings.model.workflow import StepModel, WaitForStep, Workflow, walk_steps
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
 
@@ -51,6 +51,11 @@ class CompiledWorkflow:
     uses_history: bool  # some condition looks at the contact's event history
     # Event names a run may react to after its trigger: exit goals and `wait_for`s.
     awaited: frozenset[str] = frozenset()
+    # Step paths of this workflow already walked (`tidings.engine.runner`): every step of
+    # every run walks the same few, each a pure function of the steps and the path.
+    paths: dict[str, tuple[str | None, StepModel | None]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def reacts_to(self) -> frozenset[str]:

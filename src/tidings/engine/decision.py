@@ -30,7 +30,9 @@ class ContactState:
 
     contact: Contact
     runs: Sequence[Run]  # this contact's active runs (queued/waiting), all workflows, oldest first
-    last_runs: Sequence[Run] = ()  # most recent run per (workflow, key), any status
+    # Most recent run per (workflow, key), any status: only triggers ask (a timer's state has
+    # none read).
+    last_runs: Sequence[Run] = ()
     history: Sequence[Event] = ()  # the contact's events by event time (may be empty)
     # Events of this contact applied before the one being decided (received earlier) yet dated
     # at or after it: exit goals a run it starts already reached (engine.goals), events a

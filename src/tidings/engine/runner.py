@@ -37,7 +37,14 @@ from tidings.engine.actions import StepCall, send_email, send_sms, update_contac
 from tidings.engine.context import all_hold, lookup
 from tidings.engine.decision import Draft
 from tidings.engine.goals import GoalMet, goal_horizon
-from tidings.engine.positions import PositionError, branch_path, next_path, resolve, step_at
+from tidings.engine.positions import (
+    PATH_CACHE,
+    PositionError,
+    branch_path,
+    next_path,
+    resolve,
+    step_at,
+)
 from tidings.engine.timing import due_from_date, next_time_of_day, resolve_zone
 from tidings.errors import ConditionError
 from tidings.model.durations import format_duration
@@ -49,6 +56,7 @@ from tidings.model.workflow import (
     IfStep,
     SendEmailStep,
     SendSmsStep,
+    StepModel,
     UpdateContactStep,
     WaitForStep,
     WaitStep,
@@ -90,7 +98,7 @@ class Runner:
     def resume_on_timer(self, run: Run, late: str | None = None) -> Run:
         """A waiting run's timer fired: continue after its `wait` or into `on_timeout`."""
         try:
-            step = step_at(self.steps, run.position)
+            step = self._step_at(run.position)
         except PositionError as exc:
             return self.finish(self._advanced(run), Outcome.error, str(exc))
         run = self._advanced(run)
@@ -164,12 +172,12 @@ class Runner:
         current: str | None = path
         while True:
             try:
-                current = resolve(self.steps, current) if current is not None else None
+                current, found = self._resolved(current) if current is not None else (None, None)
             except PositionError as exc:
                 return self.finish(run, Outcome.error, str(exc))
-            if current is None:
+            if current is None or found is None:
                 return self.finish(run, Outcome.finished, "reached the end of the workflow")
-            step = step_at(self.steps, current)
+            step = found
             call = StepCall(self.draft, self.workflow, run, current, late)
             if isinstance(step, WaitStep):
                 return self._wait(run, current, step)
@@ -276,6 +284,25 @@ class Runner:
 
     # ------------------------------------------------------------------ helpers
 
+    def _resolved(self, path: str) -> tuple[str | None, StepModel | None]:
+        """`resolve` of a path and the step it leads to (None, None: the end), remembered for
+        the workflow; a path that names no step raises PositionError each time."""
+        paths = self.workflow.paths
+        found = paths.get(path)
+        if found is None:
+            current = resolve(self.steps, path)
+            found = (current, None) if current is None else (current, step_at(self.steps, current))
+            if len(paths) < PATH_CACHE:
+                paths[path] = found
+        return found
+
+    def _step_at(self, path: str) -> StepModel:
+        """`step_at` of a path, remembered with `_resolved` (a step's own path resolves to it)."""
+        current, step = self._resolved(path)
+        if current != path or step is None:
+            return step_at(self.steps, path)  # the PositionError naming the path
+        return step
+
     def _waiting(
         self,
         run: Run,
@@ -302,7 +329,10 @@ class Runner:
 
     def _advanced(self, run: Run) -> Run:
         """The run as it leaves a wait: one more advance, no timer, no awaited events."""
-        variables = {k: v for k, v in run.vars.items() if k != WAIT_STARTED}
+        # The same vars when there is no wait start to drop: a store need not write them again.
+        variables = run.vars
+        if WAIT_STARTED in variables:
+            variables = {k: v for k, v in variables.items() if k != WAIT_STARTED}
         return run.model_copy(
             update={
                 "seq": run.seq + 1,

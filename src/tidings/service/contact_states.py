@@ -24,10 +24,11 @@ _BULK_READS = ("lock_contacts", "get_contacts", "runs_of_contacts")
 
 
 def read_state(
-    uow: UnitOfWork, contact_id: str, *, lock: bool, history: bool
+    uow: UnitOfWork, contact_id: str, *, lock: bool, history: bool, last_runs: bool = True
 ) -> ContactState | None:
     """One contact's state, the contact locked first when `lock` (None: no such contact);
-    `history`: with every event of the contact."""
+    `history`: with every event of the contact; `last_runs`: with the newest run of each
+    (workflow, key), which only a trigger asks for (a timer's state goes without)."""
     if lock:
         # Another engine process may hold this contact's event or timer: wait for it.
         uow.lock_contact(contact_id)
@@ -38,13 +39,18 @@ def read_state(
     return ContactState(
         contact=contact,
         runs=uow.runs_for_contact(contact_id),
-        last_runs=uow.last_runs(contact_id),
+        last_runs=uow.last_runs(contact_id) if last_runs else (),
         history=events,
     )
 
 
 def read_states(
-    uow: UnitOfWork, contact_ids: Collection[str], *, lock: bool, history: bool
+    uow: UnitOfWork,
+    contact_ids: Collection[str],
+    *,
+    lock: bool,
+    history: bool,
+    last_runs: bool = True,
 ) -> Prefetched:
     """`read_state` of each contact, in a few queries for all when the store offers them (else
     nothing is read ahead, and each state is read when it is taken)."""
@@ -56,13 +62,13 @@ def read_states(
         bulk.lock_contacts(ids)
     contacts = bulk.get_contacts(ids)
     found = [i for i in ids if i in contacts]
-    runs = bulk.runs_of_contacts(found)
+    runs = bulk.runs_of_contacts(found, last=last_runs)
     states: dict[str, ContactState | None] = dict.fromkeys(ids)
     for contact_id in found:
         states[contact_id] = ContactState(
             contact=contacts[contact_id],
             runs=runs[contact_id].active,
-            last_runs=runs[contact_id].last,
+            last_runs=runs[contact_id].last if last_runs else (),
             history=uow.contact_events(contact_id) if history else (),
         )
     return Prefetched(states)
@@ -94,7 +100,7 @@ def read_active_runs(uow: UnitOfWork, contact_ids: Collection[str]) -> dict[str,
     bulk = _bulk_reads(uow)
     if bulk is None or not contact_ids:
         return {}
-    found = bulk.runs_of_contacts(sorted(set(contact_ids)))
+    found = bulk.runs_of_contacts(sorted(set(contact_ids)), last=False)
     return {contact_id: runs.active for contact_id, runs in found.items()}
 
 

@@ -213,7 +213,8 @@ class Processor:
         stats = ProcessStats()
         with self.store.transaction() as uow:
             claimed = uow.claim_due_runs(now, self.batch)
-            batch = Batch(self.contact_states(uow, {run.contact_id for run in claimed}))
+            contacts = {run.contact_id for run in claimed}
+            batch = Batch(self.contact_states(uow, contacts, last_runs=False))
             for run in claimed:
                 stats.timers += 1
                 decision = self._decide_timer(uow, run, now, batch)
@@ -226,7 +227,7 @@ class Processor:
     def _decide_timer(
         self, uow: UnitOfWork, claimed: Run, now: datetime, batch: Batch | None = None
     ) -> Decision | None:
-        state = self._state(uow, claimed.contact_id, batch)
+        state = self._state(uow, claimed.contact_id, batch, last_runs=False)
         if state is None:
             return None
         # The run as this transaction sees it (an earlier timer of the batch may have moved it).
@@ -251,23 +252,31 @@ class Processor:
                 break
         return total
 
-    def contact_state(self, uow: UnitOfWork, contact_id: str) -> ContactState | None:
+    def contact_state(
+        self, uow: UnitOfWork, contact_id: str, *, last_runs: bool = True
+    ) -> ContactState | None:
         """The contact's state as the core sees it, the contact locked first (None: no such
-        contact)."""
+        contact). A timer's goes without `last_runs`: only triggers ask for them."""
         lock = not self.virtual_time
-        return read_state(uow, contact_id, lock=lock, history=self.registry.uses_history)
+        history = self.registry.uses_history
+        return read_state(uow, contact_id, lock=lock, history=history, last_runs=last_runs)
 
-    def contact_states(self, uow: UnitOfWork, contact_ids: Collection[str]) -> Prefetched:
+    def contact_states(
+        self, uow: UnitOfWork, contact_ids: Collection[str], *, last_runs: bool = True
+    ) -> Prefetched:
         """`contact_state` of each of a batch's contacts, read ahead together."""
         lock = not self.virtual_time
-        return read_states(uow, contact_ids, lock=lock, history=self.registry.uses_history)
+        history = self.registry.uses_history
+        return read_states(uow, contact_ids, lock=lock, history=history, last_runs=last_runs)
 
-    def _state(self, uow: UnitOfWork, contact_id: str, batch: Batch | None) -> ContactState | None:
+    def _state(
+        self, uow: UnitOfWork, contact_id: str, batch: Batch | None, *, last_runs: bool = True
+    ) -> ContactState | None:
         if batch is not None:
             if contact_id in batch.states:
                 return batch.states.take(contact_id)
             batch.flush(uow)  # the state read next must see what the batch wrote
-        return self.contact_state(uow, contact_id)
+        return self.contact_state(uow, contact_id, last_runs=last_runs)
 
     def _record(
         self, uow: UnitOfWork, decision: Decision, now: datetime, batch: Batch | None

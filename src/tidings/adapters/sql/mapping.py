@@ -49,7 +49,7 @@ def contact_from_row(row: RowValues, identifiers: Mapping[str, str]) -> Contact:
         identifiers=ordered,
         attributes=row["attributes"],
         timezone=row["timezone"],
-        unsubscribed=frozenset(Channel(c) for c in row["unsubscribed"]),
+        unsubscribed=row["unsubscribed"],  # a list of channel texts: validated to the set
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -93,32 +93,65 @@ def event_from_row(row: RowValues) -> Event:
     )
 
 
+RUN_COLUMNS = (
+    "id",
+    "workflow_id",
+    "workflow_version",
+    "contact_id",
+    "key",
+    "status",
+    "position",
+    "due_at",
+    "waiting_for",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "outcome",
+    "reason",
+    "trigger_event_id",
+    "event",
+    "vars",
+    "seq",
+)
+"""The columns of a run row `run_row` gives, in the table's order."""
+
+
+def run_row(run: Run) -> tuple[Any, ...]:
+    """Column values of a run row, in `RUN_COLUMNS` order."""
+    return (
+        run.id,
+        run.workflow_id,
+        run.workflow_version,
+        run.contact_id,
+        run.key,
+        run.status.value,
+        run.position,
+        run.due_at,
+        list(run.waiting_for),
+        run.started_at,
+        run.updated_at,
+        run.finished_at,
+        run.outcome.value if run.outcome else None,
+        run.reason,
+        run.trigger_event_id,
+        run.event,
+        run.vars,
+        run.seq,
+    )
+
+
 def run_values(run: Run) -> Values:
-    """Column values of a run row."""
-    return {
-        "id": run.id,
-        "workflow_id": run.workflow_id,
-        "workflow_version": run.workflow_version,
-        "contact_id": run.contact_id,
-        "key": run.key,
-        "status": run.status.value,
-        "position": run.position,
-        "due_at": run.due_at,
-        "waiting_for": list(run.waiting_for),
-        "started_at": run.started_at,
-        "updated_at": run.updated_at,
-        "finished_at": run.finished_at,
-        "outcome": run.outcome.value if run.outcome else None,
-        "reason": run.reason,
-        "trigger_event_id": run.trigger_event_id,
-        "event": run.event,
-        "vars": run.vars,
-        "seq": run.seq,
-    }
+    """Column values of a run row by name."""
+    return dict(zip(RUN_COLUMNS, run_row(run), strict=True))
 
 
 def run_from_row(row: RowValues) -> Run:
-    """A run from its row."""
+    """A run from its row. A row's converted values in a plain dict (SQLite's reads on the
+    driver) are the run's fields by name, validated as they are: the status and outcome texts
+    become their enums and the awaited names a tuple there, without a copy of the row built by
+    name first (a third of building a run)."""
+    if type(row) is dict:
+        return Run.model_validate(row)
     return Run(
         id=row["id"],
         workflow_id=row["workflow_id"],
@@ -141,18 +174,28 @@ def run_from_row(row: RowValues) -> Run:
     )
 
 
+TRACE_COLUMNS = ("at", "contact_id", "workflow_id", "run_id", "step", "kind", "message", "data")
+"""The columns of a trace row `trace_row` gives, in the table's order (`id` is the database's)."""
+
+
+def trace_row(entry: TraceEntry) -> tuple[Any, ...]:
+    """Column values of a trace row, in `TRACE_COLUMNS` order (a batch writes many: no mapping
+    by name built for each)."""
+    return (
+        entry.at,
+        entry.contact_id,
+        entry.workflow_id,
+        entry.run_id,
+        entry.step,
+        entry.kind.value,
+        entry.message,
+        entry.data,
+    )
+
+
 def trace_values(entry: TraceEntry) -> Values:
-    """Column values of a trace row (`id` is assigned by the database)."""
-    return {
-        "at": entry.at,
-        "contact_id": entry.contact_id,
-        "workflow_id": entry.workflow_id,
-        "run_id": entry.run_id,
-        "step": entry.step,
-        "kind": entry.kind.value,
-        "message": entry.message,
-        "data": entry.data,
-    }
+    """Column values of a trace row by name (`id` is assigned by the database)."""
+    return dict(zip(TRACE_COLUMNS, trace_row(entry), strict=True))
 
 
 def trace_from_row(row: RowValues) -> TraceEntry:
@@ -188,26 +231,67 @@ def delivery_values(message: Message) -> Values:
     }
 
 
+MESSAGE_COLUMNS = (
+    "key",
+    "channel",
+    "run_id",
+    "contact_id",
+    "workflow_id",
+    "step",
+    "to",
+    "sender",
+    "reply_to",
+    "subject",
+    "html",
+    "text",
+    "transactional",
+    "created_at",
+    "not_before",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "sent_at",
+    "provider_id",
+    "due_at",
+    "lease_until",
+)
+"""The columns of a new outbox row `message_row` gives, in the table's order."""
+
+
+def message_row(message: Message) -> tuple[Any, ...]:
+    """Column values of a new outbox row, in `MESSAGE_COLUMNS` order (the delivery state's as
+    `delivery_values` gives them; no lease)."""
+    return (
+        message.key,
+        message.channel.value,
+        message.run_id,
+        message.contact_id,
+        message.workflow_id,
+        message.step,
+        message.to,
+        message.sender,
+        message.reply_to,
+        message.subject,
+        message.html,
+        message.text,
+        message.transactional,
+        message.created_at,
+        message.not_before,
+        message.status.value,
+        message.attempts,
+        message.next_attempt_at,
+        message.last_error,
+        message.sent_at,
+        message.provider_id,
+        message_due_at(message.not_before, message.next_attempt_at),
+        None,
+    )
+
+
 def message_values(message: Message) -> Values:
-    """Column values of a new outbox row."""
-    return {
-        "key": message.key,
-        "channel": message.channel.value,
-        "run_id": message.run_id,
-        "contact_id": message.contact_id,
-        "workflow_id": message.workflow_id,
-        "step": message.step,
-        "to": message.to,
-        "sender": message.sender,
-        "reply_to": message.reply_to,
-        "subject": message.subject,
-        "html": message.html,
-        "text": message.text,
-        "transactional": message.transactional,
-        "created_at": message.created_at,
-        **delivery_values(message),
-        "lease_until": None,
-    }
+    """Column values of a new outbox row by name."""
+    return dict(zip(MESSAGE_COLUMNS, message_row(message), strict=True))
 
 
 def message_from_row(row: RowValues) -> Message:

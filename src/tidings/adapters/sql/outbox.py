@@ -67,12 +67,14 @@ class OutboxQueries(Queries):
         """Insert messages whose key is new; return how many were new."""
         if not messages:
             return 0
-        rows = [mapping.message_values(m) for m in messages]
         stmt = cast(sa.ClauseElement, self._ignoring(_m, "key"))
-        insert = driver_statement(self._conn.dialect, stmt, _m, tuple(rows[0]))
+        columns = mapping.MESSAGE_COLUMNS
+        insert = driver_statement(self._conn.dialect, stmt, _m, columns)
         # One executemany on the driver's cursor (a batch's messages come together); a row whose
         # key exists changes nothing, so the rows changed are the new ones.
-        return self._driver_many(insert, rows)
+        if insert.positional and insert.keys == columns:  # SQLite: the rows as they come
+            return self._driver_many_ordered(insert, [mapping.message_row(m) for m in messages])
+        return self._driver_many(insert, [mapping.message_values(m) for m in messages])
 
     def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
         """Due pending messages (and `sending` ones whose lease expired), now marked sending.

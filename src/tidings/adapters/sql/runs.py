@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from tidings.adapters.sql import mapping
+from tidings.adapters.sql.driver import DriverStatement, bind_processor
 from tidings.adapters.sql.statements import CHUNK, Queries, chunks
 from tidings.adapters.sql.tables import WAITING, UTCDateTime, runs
+from tidings.errors import StoreError
 from tidings.model.runs import Run, RunStatus
 from tidings.ports import ContactRuns, RunCount
 
@@ -22,6 +27,10 @@ _CONTACT: sa.BindParameter[str] = sa.bindparam("contact_id", type_=sa.Text())
 _COLUMNS = tuple(_r.c.keys())
 _RANKED = (*_COLUMNS, "newest")
 _ID = _COLUMNS.index("id")
+# A run's fields named as its columns, read in C.
+_FIELDS = operator.attrgetter(*_COLUMNS)
+_POSITIONS = tuple(range(len(_COLUMNS)))
+_WHERE_ID = "where_id"
 
 
 def _by_code_point(postgres: bool, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
@@ -77,6 +86,17 @@ def _runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
     )
 
 
+# The same reads without the newest runs, for a batch that starts no run by trigger (timers):
+# ranking every row, then sorting them again, cost twice SQLite's indexed read of the rows.
+@functools.cache
+def _active_runs_of_contacts(postgres: bool) -> sa.Select[tuple[object, ...]]:
+    return (
+        sa.select(_r)
+        .where(_r.c.contact_id.in_(sa.bindparam("ids", expanding=True)), _ACTIVE)
+        .order_by(_r.c.started_at, _by_code_point(postgres, _r.c.id))
+    )
+
+
 @functools.cache
 def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
     return (
@@ -85,6 +105,31 @@ def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
         .order_by(_r.c.due_at, _by_code_point(postgres, _r.c.id))
         .limit(sa.bindparam("limit", type_=sa.Integer()))
         .with_for_update(skip_locked=True)
+    )
+
+
+# Bounded: a dialect is one engine's, and tests make many engines.
+@functools.lru_cache(maxsize=64)
+def _update(dialect: Dialect, columns: tuple[str, ...]) -> DriverStatement:
+    """`UPDATE runs SET columns WHERE id = ...`, compiled once per dialect and columns."""
+    stmt = sa.update(_r).where(_r.c.id == sa.bindparam(_WHERE_ID))
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    order = tuple(compiled.positiontup or ()) if compiled.positional else (*columns, _WHERE_ID)
+    if set(order) != {*columns, _WHERE_ID}:  # pragma: no cover - a statement with other parameters
+        raise ValueError(f"statement parameters {order} are not {columns} and the id")
+    processors = tuple(
+        bind_processor(_r.c.id if name == _WHERE_ID else _r.c[name], dialect) for name in order
+    )
+    return DriverStatement(compiled.string, order, processors, compiled.positional)
+
+
+def _changed(stored: Run, run: Run) -> tuple[int, ...]:
+    """The columns (positions in `_COLUMNS`) `run` may write otherwise than `stored`: those
+    whose value is another object. A run's copies share every value they do not change; an
+    equal value written again (a new time of the same instant) writes the same text, and equal
+    JSON objects may not."""
+    return tuple(
+        itertools.compress(_POSITIONS, map(operator.is_not, _FIELDS(stored), _FIELDS(run)))
     )
 
 
@@ -103,10 +148,38 @@ class RunQueries(Queries):
         # batch's states read its claimed runs again; a row read again unchanged is the same
         # run, not converted twice (a run's JSON and model cost more than its query).
         self._claimed: dict[str, tuple[tuple[Any, ...], Run]] = {}
+        # SQLite: the runs of the last claim as they are stored now (as claimed, then as saved).
+        # Saved again, such a run is an UPDATE of the columns it changed: most of a run (its
+        # event, contact, workflow, key and start) never changes once it is stored, and writing
+        # it again cost its JSON's encoding and an index entry moved for nothing.
+        self._stored: dict[str, Run] = {}
 
     def save_runs(self, runs: Sequence[Run]) -> None:
-        """Insert or replace runs by id, in one executemany."""
-        self._upsert(_r, [mapping.run_values(run) for run in runs], "id")
+        """Insert or replace runs by id, in order (one executemany per statement)."""
+        if not self._stored:
+            self._upsert(_r, [mapping.run_values(run) for run in runs], "id")
+            return
+        writes: list[tuple[tuple[int, ...] | None, Any]] = []
+        for run in runs:
+            stored = self._stored.get(run.id)
+            if stored is None:
+                writes.append((None, mapping.run_values(run)))
+                continue
+            self._stored[run.id] = run
+            if changed := _changed(stored, run):
+                row = mapping.run_row(run)  # in `_COLUMNS` order, as the table's
+                writes.append((changed, (*[row[i] for i in changed], run.id)))
+        # Consecutive writes of one statement together, so a run saved twice keeps its last.
+        for changed, same in itertools.groupby(writes, key=operator.itemgetter(0)):
+            rows = [values for _, values in same]
+            if changed is None:
+                self._upsert(_r, rows, "id")
+                continue
+            columns = tuple(_COLUMNS[i] for i in changed)
+            update = _update(self._conn.dialect, columns)
+            if update.keys != (*columns, _WHERE_ID):  # pragma: no cover - SQLite sets in order
+                raise StoreError(f"unexpected order of parameters {update.keys}")
+            self._driver_many_ordered(update, rows)
 
     def get_run(self, run_id: str) -> Run | None:
         """One run by id."""
@@ -124,35 +197,47 @@ class RunQueries(Queries):
         rows = self._execute(_last_runs(self._postgres), {"contact_id": contact_id}).mappings()
         return [mapping.run_from_row(row) for row in rows]
 
-    def runs_of_contacts(self, contact_ids: Collection[str]) -> dict[str, ContactRuns]:
-        """`runs_for_contact` and `last_runs` of each id, one query per chunk of ids."""
+    def runs_of_contacts(
+        self, contact_ids: Collection[str], *, last: bool = True
+    ) -> dict[str, ContactRuns]:
+        """`runs_for_contact` and `last_runs` of each id, one query per chunk of ids
+        (`last=False`: the active runs only, `last` left empty)."""
         found = {contact_id: ContactRuns([], []) for contact_id in contact_ids}
         for part in chunks(sorted(found)):
-            for run, newest in self._ranked_runs(part):  # frozen: one object in both lists
-                runs = found[run.contact_id]
+            if not last:
+                for run, _ in self._read_runs(_active_runs_of_contacts(self._postgres), part):
+                    found[run.contact_id].active.append(run)
+                continue
+            for run, newest in self._read_runs(_runs_of_contacts(self._postgres), part):
+                runs = found[run.contact_id]  # frozen: one object in both lists
                 if run.is_active:
                     runs.active.append(run)
                 if newest:
                     runs.last.append(run)
         return found
 
-    def _ranked_runs(self, contact_ids: Sequence[str]) -> Iterator[tuple[Run, bool]]:
-        """The runs `_runs_of_contacts` reads, each with whether it is its key's newest; on
-        SQLite a run the last claim read from the same row is that claim's run."""
-        statement, values = _runs_of_contacts(self._postgres), {"ids": contact_ids}
+    def _read_runs(
+        self, statement: sa.Select[tuple[object, ...]], contact_ids: Sequence[str]
+    ) -> Iterator[tuple[Run, bool]]:
+        """The runs a read of many contacts finds, each with whether it is its key's newest
+        (when the statement ranks them: `newest` after the run's columns); on SQLite a run the
+        last claim read from the same row is that claim's run."""
+        values = {"ids": contact_ids}
         if self._postgres:
             for row in self._select_rows(statement, values):
-                yield mapping.run_from_row(row), row["newest"] == 1
+                yield mapping.run_from_row(row), row.get("newest") == 1
             return
         select, rows = self._driver_rows(statement, values)
-        reuse = bool(self._claimed) and select.keys == _RANKED
+        ranked = select.keys == _RANKED
+        reuse = bool(self._claimed) and (ranked or select.keys == _COLUMNS)
+        width = len(_COLUMNS)
         for raw in rows:
             claimed = self._claimed.get(raw[_ID]) if reuse else None
-            if claimed is not None and claimed[0] == raw[:-1]:
-                yield claimed[1], raw[-1] == 1
+            newest = ranked and raw[width] == 1
+            if claimed is not None and claimed[0] == (raw[:width] if ranked else raw):
+                yield claimed[1], newest
             else:
-                converted = select.row(raw)
-                yield mapping.run_from_row(converted), converted["newest"] == 1
+                yield mapping.run_from_row(select.row(raw)), newest
 
     def claim_due_runs(self, now: datetime, limit: int) -> list[Run]:
         """Waiting runs with `due_at <= now`, earliest first, locked for this transaction."""
@@ -166,6 +251,7 @@ class RunQueries(Queries):
         self._claimed = (
             {run.id: (row, run) for row, run in zip(rows, claimed, strict=True)} if kept else {}
         )
+        self._stored = {run.id: run for _, run in self._claimed.values()}
         return claimed
 
     def next_due_at(self) -> datetime | None:

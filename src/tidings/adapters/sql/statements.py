@@ -20,10 +20,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.selectable import TypedReturnsRows
 
 from tidings.adapters.sql.driver import (
+    ROWS_A_STATEMENT,
     DriverSelect,
     DriverStatement,
     driver_select,
     driver_statement,
+    rows_at_once,
 )
 from tidings.errors import StoreError
 
@@ -101,11 +103,35 @@ class Queries:
         how many rows it inserted or changed in all (both drivers sum them)."""
         if not rows:
             return 0
-        parameters = [_converted(statement, values) for values in rows]
+        return self._driver_executemany(statement, [_converted(statement, v) for v in rows])
+
+    def _driver_many_ordered(
+        self, statement: DriverStatement, rows: Sequence[Sequence[Any]]
+    ) -> int:
+        """`_driver_many` of rows given as their values in the statement's order of columns (a
+        positional statement): no mapping by name built for each row, then taken apart."""
+        try:
+            parameters = [statement.ordered(row) for row in rows]
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise StoreError(f"cannot store a value: {exc}") from exc
+        return self._driver_executemany(statement, parameters)
+
+    def _driver_executemany(self, statement: DriverStatement, parameters: list[Any]) -> int:
+        """The driver's executemany of the statement over its rows' parameters; on SQLite an
+        INSERT writes its rows ROWS_A_STATEMENT at a time (`DriverStatement.block_sql`), in
+        the same order."""
+        if not parameters:
+            return 0
         cursor = self._driver_cursor()
+        changed = 0
         with self._driver_errors(statement, parameters):
-            cursor.executemany(statement.sql, parameters)
-        changed: int = cursor.rowcount
+            if statement.block_sql is not None and len(parameters) >= ROWS_A_STATEMENT:
+                blocks, parameters = rows_at_once(statement, parameters)
+                cursor.executemany(statement.block_sql, blocks)
+                changed = cursor.rowcount
+            if parameters:
+                cursor.executemany(statement.sql, parameters)
+                changed += cursor.rowcount
         return changed
 
     def _driver_cursor(self) -> Any:

@@ -21,12 +21,14 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tidings.adapters.sql import mapping
 from tidings.adapters.sql.contacts import ContactQueries
 from tidings.adapters.sql.delivery_batch import DeliveryBatchQueries
+from tidings.adapters.sql.driver import driver_statement
 from tidings.adapters.sql.engine import create_engine, database_url, is_memory_sqlite
 from tidings.adapters.sql.event_rows import EventRowQueries
 from tidings.adapters.sql.events import EventQueries
 from tidings.adapters.sql.migrate import Migration, current_revision, upgrade
 from tidings.adapters.sql.outbox import OutboxQueries
 from tidings.adapters.sql.runs import RunQueries
+from tidings.adapters.sql.statements import plain_insert
 from tidings.adapters.sql.tables import trace, workflow_versions
 from tidings.errors import StoreError
 from tidings.model.trace import TraceEntry
@@ -48,7 +50,13 @@ class SqlUnitOfWork(
 
     def add_trace(self, entries: Sequence[TraceEntry]) -> None:
         """Append trace entries (one executemany)."""
-        if entries:
+        if not entries:
+            return
+        columns = mapping.TRACE_COLUMNS
+        insert = driver_statement(self._conn.dialect, plain_insert(_t), _t, columns)
+        if insert.positional and insert.keys == columns:  # SQLite: the rows as they come
+            self._driver_many_ordered(insert, [mapping.trace_row(e) for e in entries])
+        else:
             self._insert_many(_t, [mapping.trace_values(e) for e in entries])
 
     def trace_for_contact(
