@@ -300,7 +300,9 @@ class Daemon:
                 )
             if next_due is not None:
                 self.alarm.wake_at(next_due)
-            self._request_delivery(tick)
+            # Only messages the pass queued, or a tick, are news for the delivery loop.
+            if stats.messages or tick > self._delivery_tick:
+                self._request_delivery(tick)
 
     def _engine_pass(self) -> tuple[ProcessStats, datetime | None]:
         """One pass, in a worker thread: reload if asked, process until idle, find next due."""

@@ -289,7 +289,11 @@ class Processor:
             step = self.process_events()
             step += self.process_due()
             total += step
-            if step.events == 0 and step.timers == 0:
+            # A claim of fewer events than a batch took every event there was, and the timers
+            # were claimed after their decisions: with no timer fired (a timer's step may leave
+            # its run due again at once), another round would find nothing but what was
+            # written meanwhile, which the daemon is woken for.
+            if step.timers == 0 and step.events < self.batch:
                 break
         return total
 
