@@ -149,7 +149,16 @@ class Daemon:
 
     def wake_engine(self) -> None:
         """Ask the engine loop for a pass (safe from any thread)."""
-        self._call_in_loop(self._engine_wake.set)
+        if self._on_loop():
+            self._engine_wake.set()  # after every request: no hop through the loop's self-pipe
+        else:
+            self._call_in_loop(self._engine_wake.set)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # a thread without a running loop
+            return False
 
     def request_reload(self) -> None:
         """Reload workflows before the next engine pass (SIGHUP)."""
