@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -402,6 +403,25 @@ def test_events_marked_processed_on_the_driver_are_the_rows_sqlalchemy_marks(
     assert [tuple(row) for row in rows] == [
         (seq, *(marked if seq <= 5 else (0, "null", None))) for seq in range(1, 8)
     ]
+
+
+@pytest.mark.parametrize("count", [1, 3, 5, 8, 600, 1001])
+def test_any_number_of_events_marked_processed_marks_those_and_no_other(
+    migrated_sqlite_file: Path, tmp_path: Path, count: int
+) -> None:
+    """The UPDATE is padded to a power of two with the last seq given: never another row."""
+    path = tmp_path / "tidings.db"
+    shutil.copyfile(migrated_sqlite_file, path)
+    store = SqlStore(f"sqlite:///{path}")
+    try:
+        with store.transaction() as uow:
+            for n in range(1, 2 * count + 2):
+                uow.add_event(make_event(n))
+            uow.mark_events_processed(list(range(2, 2 * count + 2, 2)))
+            left = [e.seq for e in uow.claim_events(3 * count)]
+    finally:
+        store.close()
+    assert left == list(range(1, 2 * count + 2, 2))
 
 
 @pytest.mark.parametrize(

@@ -124,3 +124,32 @@ def test_groups_are_bounded_by_weight() -> None:
 
     asyncio.run(scenario())
     assert groups == [[6, 4], [5], [12], [1]]
+
+
+def test_a_caller_that_gives_up_leaves_its_item_and_the_others_written() -> None:
+    recorder = Recorder()
+    writer: GroupCommitWriter[int, int] = GroupCommitWriter(recorder.write)
+
+    async def scenario() -> list[int | BaseException]:
+        first = asyncio.ensure_future(writer.submit(0))
+        await asyncio.to_thread(recorder.entered.wait, 30)
+        waiting = [asyncio.ensure_future(writer.submit(i)) for i in (1, 2, 4)]
+        while writer.pending < 3:
+            await asyncio.sleep(0)
+        # Given callers that hang up, one while its group is being written, two before
+        waiting[0].cancel()
+        first.cancel()
+        recorder.gate.set()
+        results = await asyncio.gather(first, *waiting, return_exceptions=True)
+        await writer.aclose()
+        return results
+
+    results = asyncio.run(scenario())
+    # Then every item is written all the same, and the others get their own results
+    assert recorder.groups == [[0], [1, 2, 4]]
+    assert [type(r).__name__ if isinstance(r, BaseException) else r for r in results] == [
+        "CancelledError",
+        "CancelledError",
+        20,
+        40,
+    ]

@@ -277,6 +277,42 @@ def test_a_cart_arriving_after_its_order_sends_no_reminder(
     ]
 
 
+def test_one_batch_judges_each_cart_by_its_own_contact_s_earlier_orders(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    for contact_id in ("late", "early", "after", "other"):
+        world.contact(contact_id, f"{contact_id}@example.com")
+    world.clock.advance(timedelta(minutes=15))
+    # Given, logged together before any is applied: an order received before its cart but
+    # dated after it; an order dated before its cart; an order received after its cart; and a
+    # contact whose cart shares its key with another contact's order
+    world.event("order_completed", "late", at=T0 + timedelta(minutes=10), cart_id="K1")
+    world.event("order_completed", "early", at=T0 - timedelta(minutes=10), cart_id="K2")
+    world.event("order_completed", "late", at=T0 + timedelta(minutes=5), cart_id="K4")
+    for contact_id, cart in (("late", "K1"), ("early", "K2"), ("after", "K3"), ("other", "K4")):
+        world.event("cart_updated", contact_id, at=T0, cart_id=cart, total=42)
+    world.event("order_completed", "after", at=T0 + timedelta(minutes=12), cart_id="K3")
+    # When they are applied in one batch and the reminders' hour has passed
+    assert world.processor.process_events().events == 8
+    world.clock.advance(timedelta(hours=2))
+    world.processor.run_until_idle()
+
+    # Then each cart was judged by its own contact's orders only
+    outcomes = {
+        contact_id: [(r.key, r.outcome) for r in world.runs(contact_id)]
+        for contact_id in ("late", "early", "after", "other")
+    }
+    assert outcomes == {
+        "late": [("K1", Outcome.exited_goal)],
+        "early": [("K2", Outcome.finished)],
+        "after": [("K3", Outcome.exited_goal)],
+        "other": [("K4", Outcome.finished)],
+    }
+    sent = {c: [m.subject for m in world.messages(c)] for c in ("late", "early", "after", "other")}
+    assert sent == {"late": [], "early": ["Your cart K2"], "after": [], "other": ["Your cart K4"]}
+
+
 def test_a_cart_after_an_earlier_order_still_gets_its_reminder(
     make_world: Callable[..., World],
 ) -> None:

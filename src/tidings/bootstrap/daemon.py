@@ -6,9 +6,10 @@
 
 - The engine loop runs `Processor.run_until_idle` in a worker thread whenever it is woken
   (events ingested, the alarm, SIGUSR1, or every POLL_INTERVAL as a safety net for events
-  written by other processes), then arms the alarm for the earliest due time in the tables.
+  written by other processes), then arms the alarm for the earliest waiting run.
 - The delivery loop runs `DeliveryWorker.drain` until nothing is due, when the engine queued
-  messages or the alarm rings for a retry, then arms the alarm for the next attempt.
+  messages or the alarm rings for a retry, then arms the alarm for the next message due
+  (or lease to run out).
 - At start the tables are the ledger: what is already due is processed at once, then the alarm
   is armed for what comes next. Nothing lives only in the scheduler.
 
@@ -148,7 +149,16 @@ class Daemon:
 
     def wake_engine(self) -> None:
         """Ask the engine loop for a pass (safe from any thread)."""
-        self._call_in_loop(self._engine_wake.set)
+        if self._on_loop():
+            self._engine_wake.set()  # after every request: no hop through the loop's self-pipe
+        else:
+            self._call_in_loop(self._engine_wake.set)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # a thread without a running loop
+            return False
 
     def request_reload(self) -> None:
         """Reload workflows before the next engine pass (SIGHUP)."""
@@ -299,7 +309,9 @@ class Daemon:
                 )
             if next_due is not None:
                 self.alarm.wake_at(next_due)
-            self._request_delivery(tick)
+            # Only messages the pass queued, or a tick, are news for the delivery loop.
+            if stats.messages or tick > self._delivery_tick:
+                self._request_delivery(tick)
 
     def _engine_pass(self) -> tuple[ProcessStats, datetime | None]:
         """One pass, in a worker thread: reload if asked, process until idle, find next due."""
@@ -309,12 +321,21 @@ class Daemon:
         if self._in_flight_pending:
             self._apply_in_flight()  # before any timer of a run on an older version fires
         stats = self.processor.run_until_idle()
-        return stats, self._next_due()
+        return stats, self._next_run_due()
 
-    def _next_due(self) -> datetime | None:
+    # Each loop arms the alarm for what it handles itself: the engine for waiting runs, the
+    # delivery loop for messages (every message the engine queues is followed by a delivery
+    # pass, which arms for it). Armed for the other's due times too, a loop whose work was
+    # due now but not yet done (messages waiting for a send slot, timers for the engine's
+    # thread) was woken again at once by the alarm, over and over, for empty passes.
+
+    def _next_run_due(self) -> datetime | None:
         with self.c.store.transaction() as uow:
-            times = [uow.next_due_at(), uow.next_message_due_at()]
-        return min((t for t in times if t is not None), default=None)
+            return uow.next_due_at()
+
+    def _next_message_due(self) -> datetime | None:
+        with self.c.store.transaction() as uow:
+            return uow.next_message_due_at()
 
     def reload(self) -> None:
         """Reload workflows and templates; bad files keep their last good version."""
@@ -379,7 +400,7 @@ class Daemon:
             try:
                 # Asked before each claim: once stopping, what is claimed finishes, no more.
                 await self.delivery.drain(go_on=lambda: not self._stopping)
-                next_due = await asyncio.to_thread(self._next_due)
+                next_due = await asyncio.to_thread(self._next_message_due)
                 if next_due is not None and not self._stopping:
                     self.alarm.wake_at(next_due)
             except Exception:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tidings.engine.core import Decision
+from tidings.model.events import Event
 from tidings.model.messages import Message
 from tidings.model.runs import Run
 from tidings.model.trace import TraceEntry
@@ -64,6 +65,10 @@ class Batch:
     states: Prefetched
     active_runs: dict[str, list[Run]] = field(default_factory=dict)
     writes: PendingWrites = field(default_factory=PendingWrites)
+    # The events of a batch's contacts a trigger may have been late for (see
+    # `Processor._applied_after`), read for all of them at once: by contact, at least those of
+    # the names and times each event asks for. None: read for each event as it comes.
+    awaited: dict[str, list[Event]] | None = None
 
     def hold(self, uow: UnitOfWork, decision: Decision) -> None:
         """Keep a decision's writes for the flush; what was read ahead for its contact is

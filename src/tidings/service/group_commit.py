@@ -63,8 +63,9 @@ class GroupCommitWriter(Generic[T, R]):
         self._queue.append((item, future))
         assert self._wakeup is not None
         self._wakeup.set()
-        # Shielded: a client that hangs up must not cancel a write other callers share.
-        return await asyncio.shield(future)
+        # Each caller awaits a future of its own: a caller cancelled (a client that hung up)
+        # cancels only that future, never the write it shares with others, which skips it.
+        return await future
 
     def _ensure_running(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._task is not None and self._loop is loop and not self._task.done():

@@ -51,6 +51,7 @@ from tidings.model.events import Event
 from tidings.model.runs import Outcome, Run, RunStatus
 from tidings.model.trace import TraceEntry, TraceKind
 from tidings.ports import Clock, EventHead, Store, UnitOfWork
+from tidings.service.batch_reads import events_by_contact
 from tidings.service.batches import Batch
 from tidings.service.contact_states import Prefetched, read_active_runs, read_state, read_states
 from tidings.service.registry import WorkflowRegistry
@@ -123,6 +124,7 @@ class Processor:
                 # before any decision include every one still chosen below after some.
                 wanted = [h.seq for h in heads if _reacted_to(uow, h, names, current, batch)]
                 events = {e.seq: e for e in uow.get_events(wanted)} if wanted else {}
+                batch.awaited = self._awaited_by_contact(uow, events.values())
                 for head in heads:
                     if not _reacted_to(uow, head, names, current, batch):
                         continue  # no workflow reacts to it: it stays in the history only
@@ -178,23 +180,63 @@ class Processor:
         if state is None:
             return None
         if not self.virtual_time:
-            state = replace(state, applied_after=self._applied_after(uow, state, event, now))
+            applied_after = self._applied_after(uow, state, event, now, batch)
+            state = replace(state, applied_after=applied_after)
         workflows = self.registry.for_runs(_versions(state.runs), uow)
         return on_event(workflows, state, event, now, self.env)
 
+    def _awaited_names(self, name: str) -> frozenset[str]:
+        """The goal and `wait_for` names of the current workflows an event of `name` triggers."""
+        return frozenset().union(
+            *(w.awaited for w in self.registry.current if name in w.definition.trigger.event)
+        )
+
+    def _awaited_by_contact(
+        self, uow: UnitOfWork, events: Collection[Event]
+    ) -> dict[str, list[Event]] | None:
+        """What `_applied_after` reads, for a batch's events at once: one query for all their
+        contacts, of every name any of them awaits, from the earliest time any of them asks
+        (each event then keeps its own). None when each event's read is spared anyway."""
+        if self.virtual_time or self.registry.uses_history:
+            return None
+        by_name: dict[str, frozenset[str]] = {}
+        contacts: set[str] = set()
+        names: set[str] = set()
+        since: datetime | None = None
+        for event in events:
+            if event.seq is None or event.contact_id is None:
+                continue
+            if event.name not in by_name:
+                by_name[event.name] = self._awaited_names(event.name)
+            if by_name[event.name]:
+                contacts.add(event.contact_id)
+                names |= by_name[event.name]
+                since = event.occurred_at if since is None else min(since, event.occurred_at)
+        if since is None:
+            return {}
+        # The clock only moves on: each event's own `min(occurred_at, now)` is at or after this.
+        since = min(since, self.clock.now())
+        return events_by_contact(uow, contacts, names=names, since=since)
+
     def _applied_after(
-        self, uow: UnitOfWork, state: ContactState, event: Event, now: datetime
+        self,
+        uow: UnitOfWork,
+        state: ContactState,
+        event: Event,
+        now: datetime,
+        batch: Batch | None = None,
     ) -> Sequence[Event]:
         """The events a run this event triggers may already have met as a goal or awaited as
         a `wait_for` (received before it, dated at or after it: it came late)."""
-        names = frozenset().union(
-            *(w.awaited for w in self.registry.current if event.name in w.definition.trigger.event)
-        )
+        names = self._awaited_names(event.name)
         if not names or event.seq is None:
             return ()
         since = min(event.occurred_at, now)  # a run's goal horizon (see engine.goals)
+        found: Sequence[Event]
         if self.registry.uses_history:
-            found: Sequence[Event] = state.history  # already read: spare the query
+            found = state.history  # already read: spare the query
+        elif batch is not None and batch.awaited is not None:
+            found = batch.awaited.get(state.contact.id, ())  # read for the whole batch
         else:
             found = uow.contact_events(state.contact.id, names=names, since=since)
         # A lower seq was received, hence applied, before this event (the log's order).
@@ -248,7 +290,11 @@ class Processor:
             step = self.process_events()
             step += self.process_due()
             total += step
-            if step.events == 0 and step.timers == 0:
+            # A claim of fewer events than a batch took every event there was, and the timers
+            # were claimed after their decisions: with no timer fired (a timer's step may leave
+            # its run due again at once), another round would find nothing but what was
+            # written meanwhile, which the daemon is woken for.
+            if step.timers == 0 and step.events < self.batch:
                 break
         return total
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Dialect
 from tidings.adapters.clock import as_utc
 from tidings.adapters.sql import mapping
 from tidings.adapters.sql.driver import driver_statement
-from tidings.adapters.sql.statements import Queries, chunks, insert_ignoring
+from tidings.adapters.sql.statements import CHUNK, Queries, chunks, insert_ignoring
 from tidings.adapters.sql.tables import UNPROCESSED, UTCDateTime, events
 from tidings.model.events import Event
 from tidings.ports import EventHead
@@ -205,8 +205,11 @@ class EventQueries(Queries):
             if self._postgres:
                 self._execute(_MARK_PROCESSED, {"seqs": list(part)})
                 continue
-            sql = _mark_processed_sql(self._conn.dialect, len(part))
-            parameters = (True, *part)
+            # Padded with the last seq to a power of two: a few statements compiled, not one
+            # per batch length (each compile costs several times the UPDATE).
+            size = min(1 << (len(part) - 1).bit_length(), CHUNK)
+            sql = _mark_processed_sql(self._conn.dialect, size)
+            parameters = (True, *part, *[part[-1]] * (size - len(part)))
             with self._driver_errors(sql, parameters):
                 self._driver_cursor().execute(sql, parameters)
 
