@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from support.messages import make_message
+from tidings.adapters.memory import MemoryStore
+from tidings.adapters.metrics import MeteredStore, Metrics
 from tidings.adapters.sql.store import SqlStore
 from tidings.errors import StoreError
 from tidings.model.messages import MessageStatus
@@ -66,3 +68,45 @@ def test_postgresql_keeps_no_connection(postgres_url: str) -> None:
             assert kept is store
     finally:
         store.close()
+
+
+def test_a_metered_store_keeps_its_inner_stores_connection_and_still_counts(
+    sqlite_store: SqlStore,
+) -> None:
+    """The daemon hands the delivery worker a MeteredStore: its transactions take the SQL
+    store's kept connection, and what they commit is counted as any other's."""
+    metrics = Metrics()
+    metered = MeteredStore(sqlite_store, metrics)
+    message = make_message(key="m-1")
+    try:
+        with sqlite_store.kept_connection() as plain:
+            kept_type = type(plain)
+        with metered.kept_connection() as kept:
+            assert isinstance(kept, MeteredStore) and type(kept.inner) is kept_type
+            with kept.transaction() as uow:
+                uow.add_messages([message])
+            with kept.transaction() as uow:
+                uow.save_message(message.model_copy(update={"status": MessageStatus.sent}))
+            with pytest.raises(BoomError), kept.transaction() as uow:
+                uow.save_message(message.model_copy(update={"status": MessageStatus.failed}))
+                raise BoomError
+        with sqlite_store.transaction() as uow:
+            stored = uow.get_message("m-1")
+        assert stored is not None and stored.status is MessageStatus.sent
+        assert metrics.value("tidings_messages_sent_total", channel="email") == 1
+        assert metrics.value("tidings_messages_failed_total", channel="email") == 0
+    finally:
+        sqlite_store.close()
+
+
+def test_a_metered_store_over_one_that_keeps_no_connection_is_itself() -> None:
+    metered = MeteredStore(MemoryStore(), Metrics())
+    with metered.kept_connection() as kept:
+        assert kept is metered
+    in_memory = SqlStore("sqlite://")
+    metered_sql = MeteredStore(in_memory, Metrics())
+    try:
+        with metered_sql.kept_connection() as kept:
+            assert kept is metered_sql
+    finally:
+        in_memory.close()

@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from tidings.model.events import Event
 from tidings.model.messages import Message, MessageStatus
 from tidings.model.trace import TraceEntry, TraceKind
-from tidings.ports import NumberedEvent, Store, UnitOfWork
+from tidings.ports import KeptConnection, NumberedEvent, Store, UnitOfWork
 from tidings.service.batch_reads import save_messages
 
 Labels = tuple[tuple[str, str], ...]
@@ -224,3 +224,14 @@ class MeteredStore:
         # Reached only when the block and the commit both succeeded.
         for name, amount, labels in observed.counts:
             self.metrics.inc(name, amount, **labels)
+
+    @contextmanager
+    def kept_connection(self) -> Iterator[Store]:
+        """The inner store's kept connection (`KeptConnection`), metered as this store is; this
+        store itself where the inner one keeps none. Without it the delivery worker, which the
+        daemon hands this store, would check a pooled connection out for every transaction."""
+        if not callable(getattr(type(self.inner), "kept_connection", None)):
+            yield self
+            return
+        with cast(KeptConnection, self.inner).kept_connection() as kept:
+            yield self if kept is self.inner else MeteredStore(kept, self.metrics)
