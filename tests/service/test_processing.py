@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import textwrap
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -503,3 +504,55 @@ def test_two_processors_sharing_a_store_fire_each_timer_once(
         assert len(world.messages(contact_id)) == 2
         sends = [e.run_id for e in world.trace(contact_id) if e.kind is TraceKind.send]
         assert sorted(sends) == sorted(r.id for r in runs)
+
+
+class _FirstClaimShort:
+    """A store whose first claim of events comes back with one event only, as a claim on
+    PostgreSQL does while another process holds the others (skipped as locked)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.claims = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.inner.transaction() as uow:
+            yield _ShortClaims(uow, self)
+
+
+class _ShortClaims:
+    def __init__(self, uow: Any, store: _FirstClaimShort) -> None:
+        self._uow = uow
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._uow, name)
+
+    def claim_event_heads(self, limit: int) -> Any:
+        self._store.claims += 1
+        return self._uow.claim_event_heads(1 if self._store.claims == 1 else limit)
+
+
+@pytest.mark.parametrize(("sole_claimer", "handled"), [(False, 3), (True, 1)])
+def test_a_short_claim_ends_the_pass_only_for_the_stores_sole_claimer(
+    make_world: Callable[..., World], sole_claimer: bool, handled: int
+) -> None:
+    """Shared with other processes (PostgreSQL), a short claim may have skipped events others
+    hold: the pass goes on until a round finds none. A sole claimer's short claim took them
+    all, so its pass ends there (the rest here were held back only by this test's store)."""
+    world = make_world()
+    for contact in ("c1", "c2", "c3"):
+        world.contact(contact, f"{contact}@example.com")
+        world.event("signed_up", contact_id=contact)
+    short = _FirstClaimShort(world.store)
+    processor = Processor(
+        cast(Store, short),
+        world.processor.registry,
+        world.processor.env,
+        world.clock,
+        sole_claimer=sole_claimer,
+    )
+
+    assert processor.run_until_idle().events == handled
+    welcomed = [c for c in ("c1", "c2", "c3") if world.messages(c)]
+    assert len(welcomed) == handled

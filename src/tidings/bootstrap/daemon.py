@@ -79,7 +79,12 @@ class Daemon:
         self.port = port
         settings = components.settings
         self.processor = Processor(
-            components.store, components.registry, components.env, components.clock
+            components.store,
+            components.registry,
+            components.env,
+            components.clock,
+            # Several daemons may share a PostgreSQL database; a SQLite file has this one.
+            sole_claimer=components.sql.dialect == "sqlite",
         )
         self.delivery = DeliveryWorker(
             components.store,

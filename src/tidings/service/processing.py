@@ -92,6 +92,7 @@ class Processor:
         batch: int = 200,
         observer: Observer | None = None,
         virtual_time: bool = False,
+        sole_claimer: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -101,6 +102,10 @@ class Processor:
         self.observer = observer
         # A replay's processor (`simulate`): the store's only writer, so contacts need no lock.
         self.virtual_time = virtual_time
+        # No other process claims from this store (SQLite, the memory store): a claim of fewer
+        # events than a batch then took every event there was. On PostgreSQL another process's
+        # claim may hold some (skipped as locked, or held back behind a contact's earlier one).
+        self.sole_claimer = sole_claimer
         # Virtual time: a lower bound of the earliest due timer (None: nothing due; unknown
         # until first asked). Only the replay methods use it: they are the store's one writer.
         self._due_hint: datetime | None = None
@@ -290,11 +295,12 @@ class Processor:
             step = self.process_events()
             step += self.process_due()
             total += step
-            # A claim of fewer events than a batch took every event there was, and the timers
-            # were claimed after their decisions: with no timer fired (a timer's step may leave
-            # its run due again at once), another round would find nothing but what was
-            # written meanwhile, which the daemon is woken for.
-            if step.timers == 0 and step.events < self.batch:
+            # The timers were claimed after their decisions: with no timer fired (a timer's step
+            # may leave its run due again at once) and no event found, another round would find
+            # nothing but what was written meanwhile, which the daemon is woken for. For a sole
+            # claimer, a claim of fewer events than a batch found every event there was.
+            short = step.events < self.batch if self.sole_claimer else step.events == 0
+            if step.timers == 0 and short:
                 break
         return total
 
