@@ -204,6 +204,29 @@ def type_bind_processor(
     return kind.dialect_impl(dialect).bind_processor(dialect)
 
 
+def update_by_key(
+    dialect: Dialect,
+    table: sa.Table,
+    key: sa.Column[Any],
+    where: str,
+    columns: tuple[str, ...],
+    *,
+    returning: bool = False,
+) -> DriverStatement:
+    """`UPDATE table SET columns WHERE key = :where [RETURNING key]` compiled for `dialect`
+    (callers cache it per dialect and columns: building it costs more than the update)."""
+    stmt = sa.update(table).where(key == sa.bindparam(where))
+    stmt = stmt.returning(key) if returning else stmt
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    order = tuple(compiled.positiontup or ()) if compiled.positional else (*columns, where)
+    if set(order) != {*columns, where}:  # pragma: no cover - a statement with other parameters
+        raise ValueError(f"statement parameters {order} are not {columns} and {where}")
+    processors = tuple(
+        bind_processor(key if name == where else table.c[name], dialect) for name in order
+    )
+    return DriverStatement(compiled.string, order, processors, compiled.positional)
+
+
 # Bounded: a dialect is one engine's, and tests make many engines.
 @functools.lru_cache(maxsize=64)
 def driver_statement(

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.driver import DriverStatement, bind_processor, driver_statement
+from tidings.adapters.sql.driver import DriverStatement, driver_statement, update_by_key
 from tidings.adapters.sql.statements import Queries
 from tidings.adapters.sql.tables import messages
 from tidings.errors import StoreError
@@ -33,16 +33,7 @@ def _save_statement(
 ) -> DriverStatement:
     """`UPDATE messages SET columns WHERE key = ... [RETURNING key]`, compiled once per dialect:
     it runs once per outcome, and SQLAlchemy's building of it cost more than the update."""
-    stmt = sa.update(_m).where(_m.c.key == sa.bindparam(_WHERE_KEY))
-    stmt = stmt.returning(_m.c.key) if returning else stmt
-    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-    order = tuple(compiled.positiontup or ()) if compiled.positional else (*columns, _WHERE_KEY)
-    if set(order) != {*columns, _WHERE_KEY}:  # pragma: no cover - a statement with other parameters
-        raise ValueError(f"statement parameters {order} are not {columns} and the key")
-    processors = tuple(
-        bind_processor(_m.c.key if name == _WHERE_KEY else _m.c[name], dialect) for name in order
-    )
-    return DriverStatement(compiled.string, order, processors, compiled.positional)
+    return update_by_key(dialect, _m, _m.c.key, _WHERE_KEY, columns, returning=returning)
 
 
 def _columns(row: dict[str, Any]) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from tidings.adapters.sql import mapping
-from tidings.adapters.sql.driver import DriverStatement, bind_processor
+from tidings.adapters.sql.driver import DriverStatement, update_by_key
 from tidings.adapters.sql.statements import CHUNK, Queries, chunks
 from tidings.adapters.sql.tables import WAITING, UTCDateTime, runs
 from tidings.errors import StoreError
@@ -112,15 +112,7 @@ def _due_runs(postgres: bool) -> sa.Select[tuple[object, ...]]:
 @functools.lru_cache(maxsize=64)
 def _update(dialect: Dialect, columns: tuple[str, ...]) -> DriverStatement:
     """`UPDATE runs SET columns WHERE id = ...`, compiled once per dialect and columns."""
-    stmt = sa.update(_r).where(_r.c.id == sa.bindparam(_WHERE_ID))
-    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-    order = tuple(compiled.positiontup or ()) if compiled.positional else (*columns, _WHERE_ID)
-    if set(order) != {*columns, _WHERE_ID}:  # pragma: no cover - a statement with other parameters
-        raise ValueError(f"statement parameters {order} are not {columns} and the id")
-    processors = tuple(
-        bind_processor(_r.c.id if name == _WHERE_ID else _r.c[name], dialect) for name in order
-    )
-    return DriverStatement(compiled.string, order, processors, compiled.positional)
+    return update_by_key(dialect, _r, _r.c.id, _WHERE_ID, columns)
 
 
 def _changed(stored: Run, run: Run) -> tuple[int, ...]:
