@@ -63,9 +63,8 @@ class OutboxQueries(Queries):
         insert = driver_statement(self._conn.dialect, stmt, _m, columns)
         # One executemany on the driver's cursor (a batch's messages come together); a row whose
         # key exists changes nothing, so the rows changed are the new ones.
-        if insert.positional and insert.keys == columns:  # SQLite: the rows as they come
-            return self._driver_many_ordered(insert, [mapping.message_row(m) for m in messages])
-        return self._driver_many(insert, [mapping.message_values(m) for m in messages])
+        row, values = mapping.message_row, mapping.message_values
+        return self._driver_many_of(insert, columns, messages, row, values)
 
     def claim_messages(self, now: datetime, limit: int, lease: timedelta) -> list[Message]:
         """Due pending messages (and `sending` ones whose lease expired), now marked sending.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, TypeVarTuple, cast, overload
 
 import sqlalchemy as sa
@@ -115,6 +115,21 @@ class Queries:
         except (TypeError, ValueError, RecursionError) as exc:
             raise StoreError(f"cannot store a value: {exc}") from exc
         return self._driver_executemany(statement, parameters)
+
+    def _driver_many_of(
+        self,
+        statement: DriverStatement,
+        columns: tuple[str, ...],
+        items: Sequence[T],
+        row: Callable[[T], Sequence[Any]],
+        values: Callable[[T], Mapping[str, Any]],
+    ) -> int:
+        """`_driver_many` of `items`: as `row` gives each one's values in `columns` order where
+        the statement takes them in that order (SQLite's positional parameters), else as
+        `values` gives them by name."""
+        if statement.positional and statement.keys == columns:
+            return self._driver_many_ordered(statement, [row(item) for item in items])
+        return self._driver_many(statement, [values(item) for item in items])
 
     def _driver_executemany(self, statement: DriverStatement, parameters: list[Any]) -> int:
         """The driver's executemany of the statement over its rows' parameters; on SQLite an

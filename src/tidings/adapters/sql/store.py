@@ -54,10 +54,7 @@ class SqlUnitOfWork(
             return
         columns = mapping.TRACE_COLUMNS
         insert = driver_statement(self._conn.dialect, plain_insert(_t), _t, columns)
-        if insert.positional and insert.keys == columns:  # SQLite: the rows as they come
-            self._driver_many_ordered(insert, [mapping.trace_row(e) for e in entries])
-        else:
-            self._insert_many(_t, [mapping.trace_values(e) for e in entries])
+        self._driver_many_of(insert, columns, entries, mapping.trace_row, mapping.trace_values)
 
     def trace_for_contact(
         self, contact_id: str, workflow_id: str | None = None
